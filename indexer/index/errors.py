@@ -1,0 +1,32 @@
+"""The index layer's exceptions, so callers can tell a bad request from a broken index.
+
+``FactoryError`` is a ``ValueError`` (the caller asked for something invalid);
+``IndexLoadError`` means files on disk are missing, damaged or do not match what
+the caller expects, and the index must not be served.
+"""
+
+from __future__ import annotations
+
+
+class IndexStoreError(Exception):
+    """Base class of every error raised by :mod:`indexer.index`."""
+
+
+class FactoryError(IndexStoreError, ValueError):
+    """An index factory string is unknown, invalid or unsupported by the store."""
+
+
+class IndexBuildError(IndexStoreError):
+    """Building or updating an index failed (e.g. too few vectors to train IVF)."""
+
+
+class IndexLoadError(IndexStoreError):
+    """An index version cannot be served: missing, truncated, tampered or mismatched."""
+
+
+class IndexNotFoundError(IndexLoadError):
+    """There is no such version, or no version is current yet."""
+
+
+class IndexLockedError(IndexStoreError):
+    """Another writer holds the index lock and the wait timed out."""

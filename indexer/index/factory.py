@@ -1,0 +1,249 @@
+"""Which faiss index a shard gets, and how to make it.
+
+``'auto'`` follows the faiss wiki page "Guidelines to choose an index", by the
+number of vectors ``n`` in a shard:
+
+* ``n < flat_threshold``: exact search, ``IDMap2,Flat``. Brute force is fast enough
+  for small shards and needs no training; ``IDMap2`` gives it our int64 ids and
+  ``remove_ids``.
+* ``n < pq_threshold``: ``IVF{nlist},Flat``. Full vectors, so recall is limited
+  only by ``nprobe``; memory is ``4·dim`` bytes per vector.
+* beyond: ``IVF{nlist},PQ{m}``, ~64 bytes per vector (``m`` sub-quantizers of
+  8 bits each, ``dim % m == 0``), so a hundred million vectors fit one host.
+
+``nlist`` is ``4·sqrt(n)`` rounded to a power of two (the wiki's range is
+4–16·sqrt(n)), lowered until every centroid has at least 39 training points
+(faiss warns below that). k-means trains on at most ``64·nlist`` sampled vectors
+(the wiki asks for 30–256 per centroid; 64 keeps a 1M-vector build in minutes on
+a laptop CPU). IVF indexes take our ids directly (``add_with_ids``), so only the
+flat family is wrapped in ``IDMap2``.
+
+Explicit factory strings are accepted when faiss can build them and the result
+supports ``add_with_ids`` and ``remove_ids`` (IVF anything, or a flat-codes index
+such as ``Flat``, ``PQ16``, ``SQ8``, which is wrapped in ``IDMap2``). Graph
+indexes (HNSW, NSG) cannot remove vectors and are refused.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+
+import faiss
+
+from indexer.index.errors import FactoryError
+
+AUTO = "auto"
+METRIC = faiss.METRIC_INNER_PRODUCT
+_FAISS_LOCATION = re.compile(r"^Error in .*? at \S+:\d+: (Error: )?")
+
+MIN_POINTS_PER_CENTROID = 39  # faiss ClusteringParameters.min_points_per_centroid
+TRAIN_POINTS_PER_CENTROID = 64
+MAX_NLIST = 65_536
+PQ_TARGET_BYTES = 64
+PQ_TRAIN_POINTS = 256 * 256  # 256 centroids per sub-quantizer x 256 points each
+
+# Default nprobe: the number of inverted lists probed per query, the same rule for
+# IVF-Flat and IVF-PQ (exact Flat has none). In tests/bench/bench_index.py (50k
+# embedding-shaped vectors, nlist=1024) recall@10 >= 0.95 took nprobe=8, about
+# nlist/128, and nlist/64 gave 0.99; IVF-PQ's recall stops rising near nlist/64 too.
+# The rule keeps that 2x margin; the floor of 8 protects small nlist, where a
+# query's top-10 spreads over relatively more lists. Callers can pass nprobe per query.
+NPROBE_RULE = "max(8, nlist // 64), capped at nlist"
+
+EXAMPLES = "'auto', 'IDMap2,Flat', 'IVF1024,Flat', 'IVF4096,PQ64', 'OPQ64,IVF4096,PQ64'"
+
+
+@dataclass(frozen=True)
+class IndexSpec:
+    """A resolved index choice for one dimension and shard size.
+
+    ``index_type`` is ``flat`` (exact), ``ivf_flat``, ``ivf_pq`` or ``ivf`` (another
+    IVF variant from an explicit string), or ``flat_codes`` (PQ/SQ without IVF).
+    ``train_size`` is the number of vectors sampled to train it (0: no training).
+    """
+
+    factory: str
+    index_type: str
+    nlist: int
+    default_nprobe: int
+    train_size: int
+
+    @property
+    def is_ivf(self) -> bool:
+        return self.nlist > 0
+
+
+def nlist_for(n: int) -> int:
+    """IVF list count for ``n`` vectors: ~4·sqrt(n), a power of two, >= 39 points each."""
+    if n < MIN_POINTS_PER_CENTROID:
+        return 1
+    target = 4.0 * math.sqrt(n)
+    nlist = 2 ** max(0, round(math.log2(target)))
+    while nlist > 1 and n < MIN_POINTS_PER_CENTROID * nlist:
+        nlist //= 2
+    return min(nlist, MAX_NLIST)
+
+
+def default_nprobe_for(nlist: int) -> int:
+    """See :data:`NPROBE_RULE`."""
+    return max(1, min(nlist, max(8, nlist // 64)))
+
+
+def pq_m_for(dim: int, target_bytes: int = PQ_TARGET_BYTES) -> int:
+    """Largest divisor of ``dim`` not above ``target_bytes`` (8-bit codes: m bytes/vector)."""
+    for m in range(min(dim, target_bytes), 0, -1):
+        if dim % m == 0:
+            return m
+    return 1
+
+
+def train_size_for(nlist: int, n: int, *, pq: bool = False) -> int:
+    size = TRAIN_POINTS_PER_CENTROID * nlist
+    if pq:
+        size = max(size, PQ_TRAIN_POINTS)
+    return min(n, size)
+
+
+def auto_spec(n: int, dim: int, *, flat_threshold: int, pq_threshold: int) -> IndexSpec:
+    """The ``'auto'`` choice for a shard of ``n`` vectors (see the module docstring)."""
+    if n < flat_threshold:
+        return flat_spec()
+    nlist = nlist_for(n)
+    if n < pq_threshold:
+        return ivf_flat_spec(n, dim, nlist=nlist)
+    return ivf_pq_spec(n, dim, nlist=nlist)
+
+
+def flat_spec() -> IndexSpec:
+    return IndexSpec("IDMap2,Flat", "flat", nlist=0, default_nprobe=0, train_size=0)
+
+
+def ivf_flat_spec(n: int, dim: int, *, nlist: int | None = None) -> IndexSpec:
+    nlist = nlist or nlist_for(n)
+    return IndexSpec(
+        f"IVF{nlist},Flat", "ivf_flat", nlist, default_nprobe_for(nlist), train_size_for(nlist, n)
+    )
+
+
+def ivf_pq_spec(n: int, dim: int, *, nlist: int | None = None) -> IndexSpec:
+    nlist = nlist or nlist_for(n)
+    m = pq_m_for(dim)
+    return IndexSpec(
+        f"IVF{nlist},PQ{m}",
+        "ivf_pq",
+        nlist,
+        default_nprobe_for(nlist),
+        train_size_for(nlist, n, pq=True),
+    )
+
+
+def resolve_spec(
+    factory: str, n: int, dim: int, *, flat_threshold: int, pq_threshold: int
+) -> IndexSpec:
+    """``'auto'`` by shard size, or an explicit faiss factory string, validated."""
+    if not isinstance(factory, str) or not factory.strip():
+        raise FactoryError(f"index factory must be a non-empty string, e.g. {EXAMPLES}")
+    if factory.strip().lower() == AUTO:
+        return auto_spec(n, dim, flat_threshold=flat_threshold, pq_threshold=pq_threshold)
+    return explicit_spec(factory.strip(), dim, n=n)
+
+
+def explicit_spec(factory: str, dim: int, *, n: int | None = None) -> IndexSpec:
+    """Validate an explicit factory string by building it; raise :class:`FactoryError`."""
+    index = _try_factory(factory, dim)
+    ivf = _extract_ivf(index)
+    if ivf is not None:
+        concrete = faiss.downcast_index(ivf)
+        if isinstance(concrete, faiss.IndexIVFFlat):
+            kind = "ivf_flat"
+        elif isinstance(concrete, faiss.IndexIVFPQ | faiss.IndexIVFPQFastScan):
+            kind = "ivf_pq"
+        else:
+            kind = "ivf"
+        nlist = int(ivf.nlist)
+        uses_pq = kind == "ivf_pq"
+        train = train_size_for(nlist, n if n is not None else 2**62, pq=uses_pq)
+        return IndexSpec(factory, kind, nlist, default_nprobe_for(nlist), train)
+
+    concrete = faiss.downcast_index(index)
+    if isinstance(concrete, faiss.IndexIDMap | faiss.IndexIDMap2):
+        inner = faiss.downcast_index(concrete.index)
+        wrapped = factory
+    else:
+        inner = concrete
+        wrapped = f"IDMap2,{factory}"
+    if not isinstance(inner, faiss.IndexFlatCodes):
+        raise FactoryError(
+            f"index factory {factory!r} builds a {type(inner).__name__}, which cannot remove "
+            f"vectors (the store updates indexes in place); use one of {EXAMPLES}"
+        )
+    kind = "flat" if isinstance(inner, faiss.IndexFlat) else "flat_codes"
+    train = 0 if inner.is_trained else min(n if n is not None else 2**62, PQ_TRAIN_POINTS)
+    return IndexSpec(wrapped, kind, nlist=0, default_nprobe=0, train_size=train)
+
+
+def create_index(spec: IndexSpec, dim: int) -> faiss.Index:
+    """A fresh, untrained index for ``spec`` (inner product metric).
+
+    The factory turns on polysemous training for 8-bit PQ; it only serves Hamming
+    filtering (``polysemous_ht``), which we do not use, and costs most of the
+    training time, so it is switched off.
+    """
+    index = _try_factory(spec.factory, dim)
+    ivf = _extract_ivf(index)
+    inner = faiss.downcast_index(ivf) if ivf is not None else None
+    if isinstance(inner, faiss.IndexIVFPQ):
+        inner.do_polysemous_training = False
+    return index
+
+
+def ivf_of(index: faiss.Index) -> faiss.IndexIVF | None:
+    """The IVF index inside ``index`` (through IDMap/OPQ wrappers), or ``None``."""
+    return _extract_ivf(index)
+
+
+def prefer_low_latency(index: faiss.Index) -> None:
+    """Let one query use several OpenMP threads (faiss ``parallel_mode`` 1).
+
+    By default faiss splits a batch over threads by query, so a single query runs
+    on one core; mode 1 splits each query's probed lists over the threads. Measured
+    on 2 cores: single-query latency 1.7x lower, batch throughput unchanged. The
+    API sends one query at a time, so this is the searcher's default.
+    """
+    ivf = _extract_ivf(index)
+    if ivf is not None:
+        ivf.parallel_mode = 1
+
+
+def search_parameters(index: faiss.Index, nprobe: int | None) -> faiss.SearchParameters | None:
+    """Per-call search parameters (thread-safe, unlike setting ``index.nprobe``)."""
+    if nprobe is None or _extract_ivf(index) is None:
+        return None
+    return faiss.SearchParametersIVF(nprobe=int(nprobe))
+
+
+def _try_factory(factory: str, dim: int) -> faiss.Index:
+    try:
+        return faiss.index_factory(dim, factory, METRIC)
+    except RuntimeError as exc:
+        reason = _faiss_reason(exc)
+        raise FactoryError(
+            f"invalid faiss index factory string {factory!r} for dim {dim}: {reason}. "
+            f"Examples: {EXAMPLES}"
+        ) from None
+
+
+def _extract_ivf(index: faiss.Index) -> faiss.IndexIVF | None:
+    try:
+        return faiss.extract_index_ivf(index)
+    except RuntimeError:
+        return None
+
+
+def _faiss_reason(exc: BaseException) -> str:
+    """faiss errors start with the C++ function and source location; keep the rest."""
+    lines = str(exc).strip().splitlines()
+    text = lines[0] if lines else repr(exc)
+    return _FAISS_LOCATION.sub("", text).strip() or text

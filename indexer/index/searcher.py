@@ -1,0 +1,139 @@
+"""Search every shard of a loaded index in parallel and merge the top-k.
+
+faiss releases the GIL while it searches, so a thread per shard runs the shards
+concurrently; each shard search may itself use OpenMP threads, and the product of
+the two is kept near the core count (oversubscription makes faiss slower, not
+faster). Spare OpenMP threads split a single query's inverted lists between them
+(``parallel_mode`` 1), as the API mostly sends one query at a time. ``nprobe`` is
+passed per call as ``SearchParametersIVF``, so concurrent requests with different
+``nprobe`` never race on shared index state.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from concurrent.futures import ThreadPoolExecutor
+
+import faiss
+import numpy as np
+
+from indexer.index.factory import prefer_low_latency, search_parameters
+from indexer.index.store import LoadedIndex
+
+log = logging.getLogger(__name__)
+
+MAX_K = 1024
+
+
+class ShardedSearcher:
+    """Exact-merge top-k search over the shards of one :class:`LoadedIndex`.
+
+    ``threads``: shard searches run at once (0: one per shard, capped at the CPU
+    count). Results: ``scores`` (inner products, descending) and ``ids`` (int64),
+    both ``[n, k]``; where fewer than ``k`` vectors exist, ids are -1 and scores -inf.
+    """
+
+    def __init__(self, index: LoadedIndex, threads: int = 0, *, omp_threads: int | None = None):
+        self.index = index
+        cores = os.cpu_count() or 1
+        n_shards = len(index.shards)
+        self.threads = max(1, min(threads or min(n_shards, cores), n_shards))
+        self.omp_threads = omp_threads or max(1, cores // self.threads)
+        # Process-wide setting: faiss has no per-call OpenMP thread count.
+        faiss.omp_set_num_threads(self.omp_threads)
+        if self.omp_threads > 1:
+            for shard in index.shards:
+                prefer_low_latency(shard)
+        self._pool = (
+            ThreadPoolExecutor(self.threads, thread_name_prefix="shard-search")
+            if self.threads > 1
+            else None
+        )
+        log.debug(
+            "searcher for %s: %d shards, %d threads x %d omp threads",
+            index.version,
+            n_shards,
+            self.threads,
+            self.omp_threads,
+        )
+
+    @property
+    def version(self) -> str:
+        return self.index.version
+
+    @property
+    def dim(self) -> int:
+        return self.index.dim
+
+    def search(
+        self, queries: np.ndarray, k: int, nprobe: int | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Top-``k`` by inner product for each query row; ``nprobe`` defaults per index."""
+        queries = self._check_queries(queries)
+        k = self._check_k(k)
+        nprobe = self._check_nprobe(nprobe)
+        shards = self.index.shards
+        params = [search_parameters(shard, nprobe) for shard in shards]
+
+        def one(i: int) -> tuple[np.ndarray, np.ndarray]:
+            return shards[i].search(queries, k, params=params[i])
+
+        if len(shards) == 1:
+            scores, ids = one(0)
+        else:
+            mapper = self._pool.map if self._pool is not None else map
+            heap = faiss.ResultHeap(len(queries), k, keep_max=True)
+            for shard_scores, shard_ids in mapper(one, range(len(shards))):
+                heap.add_result(shard_scores, shard_ids)
+            heap.finalize()
+            scores, ids = heap.D, heap.I
+        scores = np.where(ids < 0, -np.inf, scores).astype(np.float32, copy=False)
+        return scores, ids
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+
+    def __enter__(self) -> ShardedSearcher:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+    # -- validation at the boundary ----------------------------------------------
+
+    def _check_queries(self, queries: np.ndarray) -> np.ndarray:
+        array = np.asarray(queries)
+        if array.ndim == 1:
+            array = array[None, :]
+        if array.ndim != 2:
+            raise ValueError(f"queries must be [n, {self.dim}] or [{self.dim}], got {array.shape}")
+        if array.shape[1] != self.dim:
+            raise ValueError(
+                f"queries have dimension {array.shape[1]}, index {self.version} has {self.dim}"
+            )
+        if len(array) == 0:
+            raise ValueError("no queries given")
+        array = np.ascontiguousarray(array, dtype=np.float32)
+        if not np.isfinite(array).all():
+            raise ValueError("queries contain NaN or infinite values")
+        return array
+
+    @staticmethod
+    def _check_k(k: int) -> int:
+        if isinstance(k, bool) or not isinstance(k, int | np.integer) or not 1 <= k <= MAX_K:
+            raise ValueError(f"k must be an integer from 1 to {MAX_K}, got {k!r}")
+        return int(k)
+
+    def _check_nprobe(self, nprobe: int | None) -> int | None:
+        nlist = self.index.nlist
+        if nlist == 0:  # exact index: nothing to probe
+            return None
+        if nprobe is None:
+            return self.index.default_nprobe
+        if isinstance(nprobe, bool) or not isinstance(nprobe, int | np.integer):
+            raise ValueError(f"nprobe must be an integer from 1 to {nlist}, got {nprobe!r}")
+        if not 1 <= nprobe <= nlist:
+            raise ValueError(f"nprobe must be from 1 to nlist={nlist}, got {nprobe}")
+        return int(nprobe)

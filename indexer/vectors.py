@@ -1,0 +1,262 @@
+"""The vector store: append-only parts of (id, vector) per model version.
+
+It is the source of truth an index is rebuilt from without re-embedding, so it
+favours durability and simple recovery over cleverness:
+
+* Each write is a new immutable part, ``part-000001.npz`` (uncompressed numpy
+  zip: ``kind``, int64 ``ids`` and, for appends, float32 ``vectors``), written to
+  a temp file, fsynced and renamed. Deletions are tombstone parts (``kind`` =
+  ``delete``, ids only). Nothing is rewritten in place.
+* Reading applies the parts in order: the latest part mentioning an id wins, so
+  re-embedding an item appends its new vector and deleting one appends a
+  tombstone. ``load()`` does this with sorts over all ids (no Python loop per id)
+  and copies each part's surviving rows straight into one output array, so peak
+  memory is the result plus one part.
+* Names not matching ``part-NNNNNN.npz`` (temp files, editor droppings) are never
+  read. A part that does not parse (truncated, bad zip CRC, wrong shapes) raises
+  :class:`VectorStoreError` naming the file: a silent gap would drop items from
+  every future index.
+* ``meta.json`` pins the model version and dimension; opening the directory with
+  another dimension raises.
+
+Writers take an exclusive ``flock`` on ``.lock`` so part numbers never collide.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import logging
+import os
+import re
+import zipfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from indexer.fsutil import atomic_write_text, atomic_writer
+
+log = logging.getLogger(__name__)
+
+FORMAT_VERSION = 1
+META_NAME = "meta.json"
+LOCK_NAME = ".lock"
+APPEND = "append"
+DELETE = "delete"
+
+_PART_RE = re.compile(r"^part-(\d{6,})\.npz$")
+_MODEL_VERSION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,127}$")
+
+
+class VectorStoreError(Exception):
+    """The vector store is unreadable or does not match what the caller expects."""
+
+
+@dataclass(frozen=True)
+class Part:
+    """One part file. ``vectors`` is ``None`` when read with ``vectors=False`` or a tombstone."""
+
+    seq: int
+    path: Path
+    kind: str
+    ids: np.ndarray
+    vectors: np.ndarray | None
+
+
+class VectorStore:
+    """Vectors of one model version under ``root/<model_version>/``.
+
+    ``root`` is ``Settings.vectors_dir``. Nothing is created until the first write.
+    """
+
+    def __init__(self, root: Path, model_version: str, dim: int) -> None:
+        if not isinstance(model_version, str) or not _MODEL_VERSION_RE.match(model_version):
+            raise ValueError(
+                f"model_version {model_version!r} must be 1-128 characters of letters, digits "
+                "and '._+-', starting with a letter or digit"
+            )
+        if isinstance(dim, bool) or not isinstance(dim, int) or dim < 1:
+            raise ValueError(f"dim must be a positive integer, got {dim!r}")
+        self.model_version = model_version
+        self.dim = dim
+        self.directory = Path(root) / model_version
+        self._check_meta()
+
+    # -- writing ---------------------------------------------------------------
+
+    def append(self, ids: np.ndarray, vectors: np.ndarray) -> Path | None:
+        """Append vectors (latest wins over earlier parts); return the part written."""
+        ids = _check_ids(ids)
+        vectors = np.asarray(vectors)
+        if vectors.ndim != 2 or vectors.shape[1] != self.dim:
+            raise ValueError(f"vectors must have shape [n, {self.dim}], got {vectors.shape}")
+        if len(vectors) != len(ids):
+            raise ValueError(f"{len(ids)} ids but {len(vectors)} vectors")
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        if not np.isfinite(vectors).all():
+            raise ValueError("vectors contain NaN or infinite values")
+        if len(ids) == 0:
+            return None
+        return self._write_part(APPEND, ids, vectors)
+
+    def delete(self, ids: np.ndarray) -> Path | None:
+        """Record tombstones for ``ids``; unknown ids are harmless."""
+        ids = _check_ids(ids)
+        if len(ids) == 0:
+            return None
+        return self._write_part(DELETE, ids, None)
+
+    # -- reading ---------------------------------------------------------------
+
+    def part_paths(self) -> list[tuple[int, Path]]:
+        """Complete part files in write order (temp files and other names skipped)."""
+        if not self.directory.is_dir():
+            return []
+        parts = []
+        for entry in self.directory.iterdir():
+            match = _PART_RE.match(entry.name)
+            if match:
+                parts.append((int(match.group(1)), entry))
+        return sorted(parts)
+
+    def iter_parts(self, *, vectors: bool = True) -> Iterator[Part]:
+        """Parts in write order, validated; ``vectors=False`` reads only the ids."""
+        for seq, path in self.part_paths():
+            yield self._read_part(seq, path, with_vectors=vectors)
+
+    def load(self) -> tuple[np.ndarray, np.ndarray]:
+        """Live ``(ids, vectors)``: latest part wins per id, tombstones applied; sorted by id."""
+        parts, live_ids, live_rows, starts = self._resolve()
+        out = np.empty((len(live_ids), self.dim), dtype=np.float32)
+        if len(live_ids) == 0:
+            return live_ids, out
+        # Which part each surviving row comes from; copy part by part.
+        owner = np.searchsorted(starts, live_rows, side="right") - 1
+        order = np.argsort(owner, kind="stable")
+        bounds = np.searchsorted(owner[order], np.arange(len(parts) + 1))
+        for p, part in enumerate(parts):
+            dest = order[bounds[p] : bounds[p + 1]]
+            if len(dest) == 0:
+                continue
+            vectors = self._read_part(part.seq, part.path, with_vectors=True).vectors
+            out[dest] = vectors[live_rows[dest] - starts[p]]
+        return live_ids, out
+
+    def ids(self) -> np.ndarray:
+        """Live ids, sorted, without reading any vector."""
+        return self._resolve()[1]
+
+    def count(self) -> int:
+        """Number of live ids (reads ids only)."""
+        return len(self.ids())
+
+    # -- internals -------------------------------------------------------------
+
+    def _resolve(self) -> tuple[list[Part], np.ndarray, np.ndarray, np.ndarray]:
+        """Latest-wins over all parts using ids only.
+
+        Returns the parts, the live ids (sorted), the global row of each live id's
+        winning entry, and each part's first global row.
+        """
+        parts = list(self.iter_parts(vectors=False))
+        sizes = np.array([len(p.ids) for p in parts], dtype=np.int64)
+        starts = np.concatenate([[0], np.cumsum(sizes)[:-1]]) if len(parts) else sizes
+        if not len(parts) or sizes.sum() == 0:
+            empty = np.empty(0, dtype=np.int64)
+            return parts, empty, empty, starts
+        all_ids = np.concatenate([p.ids for p in parts])
+        alive = np.concatenate([np.full(len(p.ids), p.kind == APPEND, dtype=bool) for p in parts])
+        # np.unique on the reversed ids finds each id's *last* occurrence.
+        unique_ids, first_in_reversed = np.unique(all_ids[::-1], return_index=True)
+        last_rows = len(all_ids) - 1 - first_in_reversed
+        keep = alive[last_rows]
+        return parts, unique_ids[keep], last_rows[keep], starts
+
+    def _write_part(self, kind: str, ids: np.ndarray, vectors: np.ndarray | None) -> Path:
+        with self._lock():
+            self._ensure_meta()
+            existing = self.part_paths()
+            seq = existing[-1][0] + 1 if existing else 1
+            path = self.directory / f"part-{seq:06d}.npz"
+            arrays = {"kind": np.array(kind), "ids": ids}
+            if vectors is not None:
+                arrays["vectors"] = vectors
+            with atomic_writer(path) as handle:
+                np.savez(handle, **arrays)
+        log.info(
+            "vector store %s: %s part %s (%d ids)", self.model_version, kind, path.name, len(ids)
+        )
+        return path
+
+    def _read_part(self, seq: int, path: Path, *, with_vectors: bool) -> Part:
+        try:
+            with np.load(path, allow_pickle=False) as npz:
+                kind = str(npz["kind"])
+                ids = npz["ids"]
+                vectors = npz["vectors"] if with_vectors and kind == APPEND else None
+                has_vectors = "vectors" in npz.files
+        except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as exc:
+            raise VectorStoreError(f"corrupt vector store part {path}: {exc!r}") from exc
+        problem = None
+        if kind not in (APPEND, DELETE):
+            problem = f"unknown kind {kind!r}"
+        elif ids.ndim != 1 or ids.dtype != np.int64:
+            problem = f"ids must be 1-D int64, found {ids.dtype} {ids.shape}"
+        elif kind == APPEND and not has_vectors:
+            problem = "append part without vectors"
+        elif vectors is not None and (
+            vectors.dtype != np.float32 or vectors.shape != (len(ids), self.dim)
+        ):
+            expected = f"float32 [{len(ids)}, {self.dim}]"
+            problem = f"vectors must be {expected}, found {vectors.dtype} {vectors.shape}"
+        if problem:
+            raise VectorStoreError(f"corrupt vector store part {path}: {problem}")
+        return Part(seq=seq, path=path, kind=kind, ids=ids, vectors=vectors)
+
+    def _check_meta(self) -> None:
+        path = self.directory / META_NAME
+        try:
+            meta = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return
+        except (OSError, ValueError) as exc:
+            raise VectorStoreError(f"unreadable vector store metadata {path}: {exc}") from exc
+        if meta.get("dim") != self.dim:
+            raise VectorStoreError(
+                f"vector store {self.directory} holds dimension {meta.get('dim')} vectors, "
+                f"opened with dim={self.dim}"
+            )
+        if meta.get("model_version") != self.model_version:
+            raise VectorStoreError(
+                f"vector store {self.directory} belongs to model {meta.get('model_version')!r}"
+            )
+
+    def _ensure_meta(self) -> None:
+        path = self.directory / META_NAME
+        if path.exists():
+            self._check_meta()
+            return
+        meta = {"format": FORMAT_VERSION, "model_version": self.model_version, "dim": self.dim}
+        atomic_write_text(path, json.dumps(meta, indent=2, sort_keys=True) + "\n")
+
+    @contextlib.contextmanager
+    def _lock(self) -> Iterator[None]:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.directory / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
+
+
+def _check_ids(ids: np.ndarray) -> np.ndarray:
+    array = np.asarray(ids)
+    if array.ndim != 1:
+        raise ValueError(f"ids must be 1-D, got shape {array.shape}")
+    if array.size and not np.issubdtype(array.dtype, np.integer):
+        raise ValueError(f"ids must be integers, got dtype {array.dtype}")
+    return np.ascontiguousarray(array, dtype=np.int64)

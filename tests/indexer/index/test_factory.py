@@ -1,0 +1,93 @@
+"""Index choice by shard size, nlist/nprobe/PQ rules, and explicit factory strings."""
+
+from __future__ import annotations
+
+import faiss
+import pytest
+
+from indexer.index.errors import FactoryError
+from indexer.index.factory import (
+    MIN_POINTS_PER_CENTROID,
+    create_index,
+    default_nprobe_for,
+    nlist_for,
+    pq_m_for,
+    resolve_spec,
+)
+
+THRESHOLDS = {"flat_threshold": 50_000, "pq_threshold": 2_000_000}
+
+
+def test_auto_picks_flat_then_ivf_flat_then_ivf_pq_by_shard_size():
+    small = resolve_spec("auto", 49_999, 1280, **THRESHOLDS)
+    assert (small.factory, small.index_type, small.nlist) == ("IDMap2,Flat", "flat", 0)
+
+    medium = resolve_spec("auto", 50_000, 1280, **THRESHOLDS)
+    assert medium.index_type == "ivf_flat"
+    assert medium.factory == f"IVF{medium.nlist},Flat"
+
+    million = resolve_spec("auto", 1_000_000, 1280, **THRESHOLDS)
+    assert million.factory == "IVF4096,Flat"
+
+    large = resolve_spec("AUTO", 2_000_000, 1280, **THRESHOLDS)
+    assert large.index_type == "ivf_pq"
+    assert large.factory == f"IVF{large.nlist},PQ64"
+    assert large.train_size >= 256 * 256  # enough points for 8-bit PQ codebooks
+
+
+@pytest.mark.parametrize("n", [39, 100, 1_000, 20_000, 50_000, 123_457, 1_000_000, 10**8])
+def test_nlist_is_a_power_of_two_near_4_sqrt_n_with_39_points_per_centroid(n):
+    nlist = nlist_for(n)
+    assert nlist & (nlist - 1) == 0
+    assert n >= MIN_POINTS_PER_CENTROID * nlist
+    assert nlist <= 2 * 4 * n**0.5
+
+
+def test_pq_m_divides_dim_near_64_bytes():
+    assert pq_m_for(1280) == 64
+    assert pq_m_for(256) == 64
+    assert pq_m_for(100) == 50
+    assert pq_m_for(48) == 48
+
+
+def test_default_nprobe_grows_with_nlist_and_stays_in_range():
+    assert default_nprobe_for(1) == 1
+    assert default_nprobe_for(256) == 8
+    assert default_nprobe_for(4096) == 64
+    assert all(1 <= default_nprobe_for(2**i) <= 2**i for i in range(17))
+
+
+@pytest.mark.parametrize(
+    ("factory", "expected", "kind", "nlist"),
+    [
+        ("Flat", "IDMap2,Flat", "flat", 0),
+        ("IDMap2,Flat", "IDMap2,Flat", "flat", 0),
+        ("SQ8", "IDMap2,SQ8", "flat_codes", 0),
+        ("IVF64,Flat", "IVF64,Flat", "ivf_flat", 64),
+        ("IVF64,PQ16", "IVF64,PQ16", "ivf_pq", 64),
+        ("OPQ16,IVF64,PQ16", "OPQ16,IVF64,PQ16", "ivf_pq", 64),
+        ("IVF64,SQ8", "IVF64,SQ8", "ivf", 64),
+    ],
+)
+def test_explicit_factory_strings_are_validated_and_normalised(factory, expected, kind, nlist):
+    spec = resolve_spec(factory, 10_000, 64, **THRESHOLDS)
+    assert (spec.factory, spec.index_type, spec.nlist) == (expected, kind, nlist)
+    index = create_index(spec, 64)
+    assert index.metric_type == faiss.METRIC_INNER_PRODUCT
+
+
+@pytest.mark.parametrize(
+    ("factory", "message"),
+    [
+        ("IVF64,Flaat", "could not parse"),
+        ("IVF64,PQ7", "multiple of the number of subquantizers"),
+        ("HNSW32", "cannot remove vectors"),
+        ("", "non-empty"),
+    ],
+)
+def test_invalid_or_unsupported_factory_strings_raise_clearly(factory, message):
+    with pytest.raises(FactoryError, match=message) as info:
+        resolve_spec(factory, 10_000, 64, **THRESHOLDS)
+    assert isinstance(info.value, ValueError)
+    if factory:
+        assert repr(factory) in str(info.value)

@@ -1,0 +1,111 @@
+"""Sharded search: exact merge, IVF recall at the default nprobe, validation."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+
+from indexer.index.searcher import MAX_K, ShardedSearcher
+
+
+@pytest.fixture
+def flat(store, synth):
+    ids, vectors = synth.random_ids(5_000), synth.clustered(5_000, 32)
+    sharded = store.build(ids, vectors, model_version="m1", n_shards=4)
+    single = store.build(ids, vectors, model_version="m1", n_shards=1)
+    return ids, vectors, store.load(sharded), store.load(single)
+
+
+def test_sharded_flat_search_equals_exact_search(flat, synth):
+    ids, vectors, sharded, single = flat
+    queries = synth.clustered(100, 32, seed=9)
+    truth_scores, truth_ids = synth.exact_topk(vectors, ids, queries, 10)
+    for loaded in (sharded, single):
+        with ShardedSearcher(loaded) as searcher:
+            scores, found = searcher.search(queries, 10)
+        assert (found == truth_ids).all()
+        np.testing.assert_allclose(scores, truth_scores, rtol=1e-5, atol=1e-6)
+        assert (np.diff(scores, axis=1) <= 1e-7).all()
+
+
+@pytest.mark.parametrize("n_shards", [1, 2])
+def test_ivf_recall_at_default_nprobe(store, synth, n_shards):
+    ids = synth.random_ids(20_000)
+    points = synth.clustered(20_200, 32)
+    vectors, queries = points[:20_000], points[20_000:]
+    version = store.build(ids, vectors, model_version="m1", n_shards=n_shards, flat_threshold=1_000)
+    loaded = store.load(version)
+    assert loaded.manifest.index_type == "ivf_flat"
+    _, truth = synth.exact_topk(vectors, ids, queries, 10)
+    with ShardedSearcher(loaded) as searcher:
+        recall = synth.recall_at_k(searcher.search(queries, 10)[1], truth)
+        one_list = synth.recall_at_k(searcher.search(queries, 10, nprobe=1)[1], truth)
+        everything = synth.recall_at_k(searcher.search(queries, 10, nprobe=loaded.nlist)[1], truth)
+    assert recall >= 0.9, f"recall@10 {recall:.3f} at nprobe={loaded.default_nprobe}"
+    assert one_list < recall <= everything == 1.0
+
+
+def test_ivf_pq_recall(store, synth):
+    ids = synth.random_ids(12_000)
+    points = synth.clustered(12_100, 8)  # PQ8: 8 small k-means keep the test fast
+    vectors, queries = points[:12_000], points[12_000:]
+    version = store.build(
+        ids, vectors, model_version="m1", n_shards=1, flat_threshold=1_000, pq_threshold=10_000
+    )
+    loaded = store.load(version)
+    assert loaded.manifest.factory == f"IVF{loaded.nlist},PQ8"
+    _, truth = synth.exact_topk(vectors, ids, queries, 10)
+    with ShardedSearcher(loaded) as searcher:
+        recall = synth.recall_at_k(searcher.search(queries, 10)[1], truth)
+    assert recall >= 0.6, f"IVF-PQ recall@10 {recall:.3f}"
+
+
+def test_fewer_vectors_than_k_pads_with_minus_one(store, synth):
+    ids, vectors = synth.random_ids(5), synth.clustered(5, 8)
+    loaded = store.load(store.build(ids, vectors, model_version="m1", n_shards=3))
+    with ShardedSearcher(loaded) as searcher:
+        scores, found = searcher.search(vectors[0], 8)
+    assert sorted(found[0, :5].tolist()) == sorted(ids.tolist())
+    assert (found[0, 5:] == -1).all() and np.isneginf(scores[0, 5:]).all()
+
+
+def test_empty_index_searches_to_nothing(store):
+    empty = np.empty((0, 8), np.float32)
+    loaded = store.load(store.build(np.empty(0, np.int64), empty, model_version="m1", n_shards=2))
+    with ShardedSearcher(loaded) as searcher:
+        _, found = searcher.search(np.ones((2, 8), np.float32), 3)
+    assert (found == -1).all()
+
+
+def test_concurrent_searches_agree(flat, synth):
+    _, _, sharded, _ = flat
+    queries = synth.clustered(40, 32, seed=4)
+    with ShardedSearcher(sharded, threads=2) as searcher:
+        expected = searcher.search(queries, 5)[1]
+        with ThreadPoolExecutor(4) as pool:
+            results = list(pool.map(lambda q: searcher.search(q, 5)[1], queries))
+    assert (np.vstack(results) == expected).all()
+
+
+def test_bad_requests_are_refused_with_the_allowed_range(flat, store, synth):
+    _, vectors, sharded, _ = flat
+    with ShardedSearcher(sharded) as searcher:
+        for k in (0, MAX_K + 1, 2.5, True):
+            with pytest.raises(ValueError, match=f"k must be an integer from 1 to {MAX_K}"):
+                searcher.search(vectors[:1], k)
+        with pytest.raises(ValueError, match="dimension 16, index .* has 32"):
+            searcher.search(np.ones((1, 16), np.float32), 5)
+        with pytest.raises(ValueError, match="NaN"):
+            searcher.search(np.full((1, 32), np.nan, np.float32), 5)
+        assert searcher.search(vectors[0].astype(np.float64), 1)[1].shape == (1, 1)
+
+    ids, ivf_vectors = synth.random_ids(2_000), synth.clustered(2_000, 8)
+    ivf = store.load(
+        store.build(ids, ivf_vectors, model_version="m1", n_shards=1, flat_threshold=100)
+    )
+    with ShardedSearcher(ivf) as searcher:
+        for nprobe in (0, ivf.nlist + 1):
+            with pytest.raises(ValueError, match=f"nprobe must be from 1 to nlist={ivf.nlist}"):
+                searcher.search(ivf_vectors[:1], 5, nprobe=nprobe)

@@ -1,0 +1,149 @@
+"""Embedder: unit float32 vectors, batch independence, failures, precision, preprocessing.
+
+Device comes from the environment ('auto'): the same tests run on a GPU when present.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import timm.data
+import torch
+
+from indexer.model import embed
+from indexer.model.embed import Embedder, Preprocessor
+
+
+@pytest.fixture(scope="module")
+def fp32(pretrained_lite0) -> Embedder:
+    return Embedder(pretrained_lite0, precision="fp32", batch_size=8, workers=0)
+
+
+def embed_all(embedder: Embedder, paths) -> tuple[np.ndarray, np.ndarray, list]:
+    batches = list(embedder.embed_paths(paths))
+    indices = np.concatenate([b.indices for b in batches])
+    vectors = np.concatenate([b.vectors for b in batches])
+    return indices, vectors, [f for b in batches for f in b.failures]
+
+
+@pytest.fixture(scope="module")
+def reference(fp32, photo_files) -> np.ndarray:
+    """fp32 vectors of the three photo files, embedded in one batch."""
+    indices, vectors, failures = embed_all(fp32, photo_files)
+    assert failures == [] and indices.tolist() == [0, 1, 2]
+    return vectors
+
+
+def test_vectors_are_unit_float32_and_meaningful(reference):
+    assert reference.dtype == np.float32 and reference.shape == (3, 1280)
+    np.testing.assert_allclose(np.linalg.norm(reference, axis=1), 1.0, atol=1e-5)
+    assert reference[0] @ reference[2] > reference[0] @ reference[1]  # crop of china is nearer
+
+
+def test_vectors_are_deterministic_and_independent_of_batching(
+    pretrained_lite0, photo_files, reference
+):
+    one_by_one = Embedder(pretrained_lite0, precision="fp32", batch_size=1, workers=0)
+    _, singles, _ = embed_all(one_by_one, [photo_files[0], photo_files[2]])
+    np.testing.assert_allclose(singles, reference[[0, 2]], atol=2e-5)
+    _, again, _ = embed_all(one_by_one, [photo_files[0]])
+    np.testing.assert_array_equal(again, singles[:1])
+
+
+def test_embed_images_matches_embed_paths(fp32, photo_files, reference):
+    from PIL import Image
+
+    with Image.open(photo_files[1]) as image:
+        from_image = fp32.embed_images([image.convert("RGB")])
+    assert from_image.dtype == np.float32
+    np.testing.assert_allclose(from_image[0], reference[1], atol=2e-5)
+    assert fp32.embed_images([]).shape == (0, 1280)
+
+
+@pytest.mark.parametrize("loader", ["process", "thread"])
+def test_bad_files_are_reported_and_the_rest_embedded(
+    pretrained_lite0, photo_files, tmp_path, loader
+):
+    corrupt = tmp_path / "corrupt.jpg"
+    corrupt.write_bytes(b"\xff\xd8\xff\xe0 this is not really a jpeg")
+    truncated = tmp_path / "truncated.jpg"
+    truncated.write_bytes(photo_files[1].read_bytes()[:2000])
+    paths = [photo_files[0], corrupt, tmp_path / "missing.jpg", truncated, photo_files[1]]
+    embedder = Embedder(pretrained_lite0, precision="fp32", batch_size=8, workers=1,
+                        loader=loader)
+    indices, vectors, failures = embed_all(embedder, paths)
+    assert indices.tolist() == [0, 4]
+    assert vectors.shape == (2, 1280)
+    reasons = dict(failures)
+    assert sorted(reasons) == [1, 2, 3]
+    assert "not found" in reasons[2] and "truncated" in reasons[3]
+
+
+def test_batch_where_every_image_fails_yields_no_vectors(fp32, tmp_path):
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"nope")
+    (batch,) = fp32.embed_paths([bad])
+    assert batch.vectors.shape == (0, 1280) and batch.vectors.dtype == np.float32
+    assert batch.failures[0][0] == 0
+    assert list(fp32.embed_paths([])) == []
+
+
+def test_bf16_autocast_matches_fp32(pretrained_lite0, photo_files, reference):
+    bf16 = Embedder(pretrained_lite0, precision="bf16", batch_size=8, workers=0)
+    _, low, _ = embed_all(bf16, photo_files[:2])
+    assert low.dtype == np.float32
+    cosines = np.sum(low * reference[:2], axis=1)
+    assert cosines.min() >= 0.999, cosines
+
+
+def test_preprocessing_equals_timm_eval_transform(pretrained_lite0, sample_photos):
+    config = pretrained_lite0.data_config
+    reference = timm.data.create_transform(**config, is_training=False)
+    pre = Preprocessor(config)
+    mean = torch.tensor(config["mean"]).view(3, 1, 1) * 255
+    std = torch.tensor(config["std"]).view(3, 1, 1) * 255
+    for image in sample_photos.values():
+        ours = (pre.from_image(image).permute(2, 0, 1).float() - mean) / std
+        torch.testing.assert_close(ours, reference(image), atol=1e-5, rtol=0)
+
+
+def test_jpeg_draft_decoding_stays_close_to_full_decode(fp32, pretrained_lite0, sample_photos,
+                                                        tmp_path):
+    from PIL import Image
+
+    big = tmp_path / "big.jpg"
+    sample_photos["china"].resize((2560, 1707), Image.Resampling.BICUBIC).save(big, quality=90)
+    assert Preprocessor(pretrained_lite0.data_config).open(big).size == (640, 427)  # 1/4 scale
+    full = Embedder(pretrained_lite0, precision="fp32", workers=0, draft=False)
+    _, a, _ = embed_all(fp32, [big])
+    _, b, _ = embed_all(full, [big])
+    assert float(a[0] @ b[0]) >= 0.99
+
+
+def test_precision_and_device_resolution(monkeypatch):
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(embed, "cpu_has_native_bf16", lambda: False)
+    assert embed.resolve_precision("auto", cpu) == "fp32"
+    monkeypatch.setattr(embed, "cpu_has_native_bf16", lambda: True)
+    assert embed.resolve_precision("auto", cpu) == "bf16"
+    assert embed.resolve_precision("auto", torch.device("cuda")) == "fp16"
+    assert embed.resolve_precision("bf16", cpu) == "bf16"
+    with pytest.raises(ValueError, match="auto, fp32, bf16, fp16"):
+        embed.resolve_precision("int8", cpu)
+    with pytest.raises(ValueError, match="auto, cpu, cuda"):
+        embed.resolve_device("tpu")
+    assert embed.resolve_workers(3, cpu) == 3
+    assert embed.resolve_workers(-1, cpu) >= (1 if embed.usable_cores() >= 2 else 0)
+
+
+def test_auto_loader_is_threads_on_cpu_and_explicit_choice_is_kept(pretrained_lite0):
+    cpu = dict(device="cpu", precision="fp32")
+    assert Embedder(pretrained_lite0, **cpu).loader == "thread"
+    assert Embedder(pretrained_lite0, loader="process", **cpu).loader == "process"
+
+
+def test_invalid_arguments_are_refused(pretrained_lite0):
+    with pytest.raises(ValueError, match="batch_size"):
+        Embedder(pretrained_lite0, batch_size=0)
+    with pytest.raises(ValueError, match="process, thread"):
+        Embedder(pretrained_lite0, loader="fibers")

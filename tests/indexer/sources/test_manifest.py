@@ -1,0 +1,173 @@
+"""indexer.sources.manifest: CSV and JSON Lines, paths and URLs, errors with line numbers."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from indexer.sources import ManifestError, is_manifest, iter_manifest, read_manifest
+
+
+def write(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def jsonl(path: Path, rows: list) -> Path:
+    return write(path, "".join(json.dumps(row) + "\n" for row in rows))
+
+
+def test_csv_with_paths_and_urls(tmp_path):
+    manifest = write(
+        tmp_path / "cat" / "manifest.csv",
+        "product_id,path,image_url,label,title,url\n"
+        "p1,img/a.jpg,,shoes,Red shoe,https://shop.example/p1\n"
+        "p2,,https://img.example/b.png,bags,,\n"
+        "p3,/abs/c.webp,,,,\n"
+        "\n",
+    )
+    a, b, c = read_manifest(manifest)
+    assert a.path == (tmp_path / "cat" / "img" / "a.jpg").resolve() and a.url is None
+    assert (a.product_id, a.label, a.title, a.page_url) == (
+        "p1",
+        "shoes",
+        "Red shoe",
+        "https://shop.example/p1",
+    )
+    assert a.source_url == a.path.as_uri()
+    assert b.path is None and b.url == "https://img.example/b.png"
+    assert b.source_url == "https://img.example/b.png"
+    assert (b.title, b.page_url) == (None, None)
+    assert c.path == Path("/abs/c.webp")
+
+
+def test_csv_with_byte_order_mark_and_odd_header_case(tmp_path):
+    manifest = tmp_path / "m.csv"
+    manifest.write_bytes("\ufeffPath , Product_ID\na.jpg,42\n".encode())
+    (record,) = read_manifest(manifest)
+    assert record.path.name == "a.jpg" and record.product_id == "42"
+
+
+def test_csv_quoted_fields(tmp_path):
+    manifest = write(tmp_path / "m.csv", 'path,title\na.jpg,"Shoe, red ""deluxe"""\n')
+    assert read_manifest(manifest)[0].title == 'Shoe, red "deluxe"'
+
+
+def test_jsonl_with_paths_and_urls(tmp_path):
+    manifest = jsonl(
+        tmp_path / "m.jsonl",
+        [
+            {"path": "a.jpg", "product_id": 7, "label": "shoes"},
+            {"image_url": "http://img.example/b.jpg", "title": "B", "url": "https://s.example/b"},
+            {"path": "c.jpg", "image_url": "https://img.example/c.jpg", "extra": [1, 2]},
+        ],
+    )
+    a, b, c = read_manifest(manifest)
+    assert a.path == (tmp_path / "a.jpg").resolve() and a.product_id == "7"
+    assert b.url == "http://img.example/b.jpg" and b.page_url == "https://s.example/b"
+    # both given: the local file is read, the URL is kept as its origin
+    assert c.path == (tmp_path / "c.jpg").resolve() and c.url is None
+    assert c.source_url == "https://img.example/c.jpg"
+
+
+def test_ndjson_extension_and_blank_lines(tmp_path):
+    manifest = write(tmp_path / "m.ndjson", '\n{"path": "a.jpg"}\n\n{"path": "b.jpg"}\n')
+    assert [r.path.name for r in read_manifest(manifest)] == ["a.jpg", "b.jpg"]
+    assert is_manifest(manifest) and is_manifest(tmp_path / "x.CSV")
+    assert not is_manifest(tmp_path / "x.json")
+
+
+def test_bad_json_names_the_line(tmp_path):
+    manifest = write(tmp_path / "m.jsonl", '{"path": "a.jpg"}\n{"path": "b.jpg"\n')
+    with pytest.raises(ManifestError, match=r"m\.jsonl, line 2: invalid JSON") as info:
+        read_manifest(manifest)
+    assert info.value.line == 2
+
+
+def test_json_line_that_is_not_an_object(tmp_path):
+    manifest = write(tmp_path / "m.jsonl", '{"path": "a.jpg"}\n["b.jpg"]\n')
+    with pytest.raises(ManifestError, match="line 2: expected a JSON object, got list"):
+        read_manifest(manifest)
+
+
+def test_json_value_that_is_not_text(tmp_path):
+    manifest = jsonl(tmp_path / "m.jsonl", [{"path": "a.jpg", "title": {"en": "x"}}])
+    with pytest.raises(ManifestError, match="line 1: column 'title' must be text"):
+        read_manifest(manifest)
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".jsonl"])
+def test_row_without_path_or_url_names_the_line(tmp_path, suffix):
+    if suffix == ".csv":
+        manifest = write(tmp_path / "m.csv", "path,image_url,label\na.jpg,,x\n,,y\n")
+        line = 3
+    else:
+        manifest = jsonl(tmp_path / "m.jsonl", [{"path": "a.jpg"}, {"label": "y"}])
+        line = 2
+    with pytest.raises(ManifestError, match=f"line {line}: row has neither 'path' nor 'image_url'"):
+        read_manifest(manifest)
+
+
+def test_read_manifest_validates_everything_first(tmp_path):
+    manifest = jsonl(tmp_path / "m.jsonl", [{"path": "a.jpg"}, {"nothing": 1}])
+    records = iter_manifest(manifest)
+    assert next(records).path.name == "a.jpg"  # the lazy form gets that far
+    with pytest.raises(ManifestError):
+        read_manifest(manifest)  # the list form gets nowhere
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["ftp://img.example/a.jpg", "file:///etc/passwd", "javascript:alert(1)", "https://", "a.jpg"],
+)
+def test_only_http_urls(tmp_path, url):
+    manifest = jsonl(tmp_path / "m.jsonl", [{"image_url": url}])
+    with pytest.raises(ManifestError, match="line 1: image_url must be an http"):
+        read_manifest(manifest)
+
+
+def test_page_url_is_checked_too(tmp_path):
+    manifest = write(tmp_path / "m.csv", "path,url\na.jpg,javascript:alert(1)\n")
+    with pytest.raises(ManifestError, match="line 2: url must be an http"):
+        read_manifest(manifest)
+
+
+def test_csv_header_without_image_column(tmp_path):
+    manifest = write(tmp_path / "m.csv", "product_id,label\n1,x\n")
+    with pytest.raises(ManifestError, match="line 1: header needs a 'path' or 'image_url'"):
+        read_manifest(manifest)
+
+
+def test_csv_row_with_too_many_fields(tmp_path):
+    manifest = write(tmp_path / "m.csv", "path,label\na.jpg,x\nb.jpg,y,z\n")
+    with pytest.raises(ManifestError, match="line 3: 3 fields but the header has 2"):
+        read_manifest(manifest)
+
+
+def test_empty_csv(tmp_path):
+    with pytest.raises(ManifestError, match="empty manifest"):
+        read_manifest(write(tmp_path / "m.csv", ""))
+
+
+def test_not_utf8(tmp_path):
+    manifest = tmp_path / "m.csv"
+    manifest.write_bytes(b"path\n\xff\xfe.jpg\n")
+    with pytest.raises(ManifestError, match="not UTF-8"):
+        read_manifest(manifest)
+
+
+def test_unknown_extension(tmp_path):
+    with pytest.raises(ManifestError, match=r"use one of: \.csv, \.jsonl, \.ndjson"):
+        read_manifest(write(tmp_path / "m.txt", "path\na.jpg\n"))
+
+
+def test_local_paths_can_be_refused(tmp_path):
+    manifest = jsonl(
+        tmp_path / "m.jsonl", [{"image_url": "https://img.example/a.jpg"}, {"path": "/etc/passwd"}]
+    )
+    with pytest.raises(ManifestError, match="line 2: local paths are not allowed"):
+        read_manifest(manifest, allow_paths=False)
+    assert len(read_manifest(manifest)) == 2

@@ -1,0 +1,167 @@
+"""The public API end to end: folder → catalog → vectors → index → search, on the real model."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import images_factory
+from indexer.catalog import vector_id_for
+from indexer.config import Settings
+from indexer.engine import EMBED_CHUNK, Lookalike, NoIndexError
+from indexer.index.errors import IndexLoadError
+from indexer.sample import write_sample_catalogue
+
+
+@pytest.fixture
+def engine(tmp_path):
+    with Lookalike.open(Settings(home=tmp_path / "home", batch_size=8)) as opened:
+        yield opened
+
+
+@pytest.fixture(scope="module")
+def catalogue(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("catalogue")
+    write_sample_catalogue(folder, products=5, shots=4, seed=3)
+    return folder
+
+
+def shots(folder: Path) -> list[Path]:
+    return sorted(folder.rglob("*.jpg"))
+
+
+def test_a_folder_becomes_searchable_and_finds_its_own_product(engine, catalogue):
+    report = engine.ingest(catalogue)
+    assert (report.added, report.failed) == (20, [])
+    assert engine.embed().embedded == 20
+    engine.build_index()
+    assert engine.catalog.counts()["indexed"] == 20
+
+    query = shots(catalogue)[5]
+    hits = engine.search_image(query, k=4)
+    assert hits[0].score == pytest.approx(1.0, abs=1e-3)
+    assert hits[0].item.source_url.endswith(query.name)
+    by_item = engine.search_item(hits[0].item.id, k=4)
+    assert [hit.item.id for hit in by_item] == [hit.item.id for hit in hits]
+
+    # Recall@1 over every item (its nearest other shot shows the same product); the
+    # pretrained features reach 0.95+ on this sample, chance is 0.16.
+    items = engine.catalog.items_with_status("indexed")
+    nearest = [engine.search_item(item.id, k=2)[1].item for item in items]
+    recall_at_1 = np.mean([a.label == b.label for a, b in zip(items, nearest, strict=True)])
+    assert recall_at_1 >= 0.8
+
+
+def test_one_corrupt_file_in_fifty_the_other_49_are_indexed(engine, tmp_path):
+    folder = tmp_path / "photos" / "mugs"
+    folder.mkdir(parents=True)
+    for number in range(49):
+        (folder / f"mug-{number:02d}.jpg").write_bytes(images_factory.jpeg_bytes(seed=number))
+    (folder / "mug-49.jpg").write_bytes(images_factory.truncated_jpeg_bytes())
+
+    report = engine.ingest(folder.parent)
+    assert report.added == 49
+    assert [(Path(source).name, reason) for source, reason in report.failed] == [
+        ("mug-49.jpg", report.failed[0][1])
+    ]
+    assert "truncated" in report.failed[0][1]
+    engine.embed()
+    engine.build_index()
+    counts = engine.catalog.counts()
+    assert counts["indexed"] == 49 and counts["failed"] == 1
+    assert engine.catalog.failures()[0].error == report.failed[0][1]
+
+
+def test_update_index_adds_new_items_without_a_rebuild(engine, catalogue, tmp_path):
+    engine.ingest(catalogue)
+    engine.embed()
+    first = engine.build_index()
+
+    extra = tmp_path / "extra" / "new-product"
+    extra.mkdir(parents=True)
+    new_image = extra / "new.png"
+    new_image.write_bytes(images_factory.png_bytes(seed=99, size=(120, 90)))
+    engine.ingest(extra.parent)
+    engine.embed()
+    second = engine.update_index()
+
+    assert second != first
+    manifest = engine.indexes.manifest(second)
+    assert manifest.parent == first and manifest.total == 21
+    assert engine.search_image(new_image, k=1)[0].item.label == "new-product"
+    assert engine.catalog.counts()["indexed"] == 21
+
+
+def test_deleted_items_leave_catalog_vectors_and_index(engine, catalogue):
+    engine.ingest(catalogue)
+    engine.embed()
+    engine.build_index()
+    query = shots(catalogue)[0]
+    doomed = engine.search_image(query, k=1)[0].item
+
+    assert engine.delete(doomed.id)
+    assert engine.catalog.get(doomed.id) is None
+    assert vector_id_for(doomed.id) not in engine.vectors.load()[0]
+    assert doomed.id not in {hit.item.id for hit in engine.search_image(query, k=20)}
+    assert not engine.delete(doomed.id)
+
+
+def test_interrupted_embedding_resumes_to_the_same_vectors(tmp_path, catalogue, monkeypatch):
+    """Resume equals a clean run: crash after the first chunk, run again, compare."""
+    monkeypatch.setattr("indexer.engine.EMBED_CHUNK", 6)
+    assert EMBED_CHUNK > 6  # the real chunk is larger; the test shrinks it
+
+    with Lookalike.open(Settings(home=tmp_path / "clean", batch_size=4)) as clean:
+        clean.ingest(catalogue)
+        clean.embed()
+        clean_ids, clean_vectors = clean.vectors.load()
+
+    with Lookalike.open(Settings(home=tmp_path / "crashed", batch_size=4)) as crashed:
+        crashed.ingest(catalogue)
+        calls = {"n": 0}
+        original = crashed.embedder.embed_paths
+
+        def dies_in_the_second_chunk(paths, progress=False):
+            calls["n"] += 1
+            if calls["n"] == 2:
+                raise KeyboardInterrupt("killed")
+            yield from original(paths, progress=progress)
+
+        monkeypatch.setattr(crashed.embedder, "embed_paths", dies_in_the_second_chunk)
+        with pytest.raises(KeyboardInterrupt):
+            crashed.embed()
+        assert crashed.catalog.counts()["embedded"] == 6  # the first chunk is kept
+        monkeypatch.setattr(crashed.embedder, "embed_paths", original)
+        assert crashed.embed().embedded == 14  # only the rest is redone
+        ids, vectors = crashed.vectors.load()
+
+    order, clean_order = np.argsort(ids), np.argsort(clean_ids)
+    np.testing.assert_array_equal(ids[order], clean_ids[clean_order])
+    np.testing.assert_allclose(vectors[order], clean_vectors[clean_order], atol=1e-5)
+
+
+def test_a_tampered_new_version_is_refused_and_the_old_one_keeps_serving(engine, catalogue):
+    engine.ingest(catalogue)
+    engine.embed()
+    good = engine.build_index()
+    query = shots(catalogue)[0]
+    before = [hit.item.id for hit in engine.search_image(query, k=5)]
+
+    bad = engine.build_index(shards=2)
+    shard = engine.settings.index_dir / bad / "shard-01.faiss"
+    data = bytearray(shard.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    shard.write_bytes(bytes(data))
+
+    assert engine.indexes.current_version() == bad
+    assert [hit.item.id for hit in engine.search_image(query, k=5)] == before
+    assert engine.searcher().version == good
+    with pytest.raises(IndexLoadError, match="shard-01"):
+        Lookalike.open(engine.settings).searcher()
+
+
+def test_searching_before_any_index_says_what_to_do(engine, catalogue):
+    with pytest.raises(NoIndexError, match="index build"):
+        engine.search_image(shots(catalogue)[0])
+    with pytest.raises(NoIndexError, match="ingest and embed"):
+        engine.build_index()
