@@ -27,9 +27,9 @@ from indexer.blobs import BlobStore
 from indexer.catalog import Catalog, Item, vector_id_for
 from indexer.config import Settings, load_settings
 from indexer.images import ImageRejected, load_image
-from indexer.index.store import IndexStore
 from indexer.index.errors import IndexLoadError
 from indexer.index.searcher import ShardedSearcher
+from indexer.index.store import IndexStore
 from indexer.ingest import IngestReport, ingest
 from indexer.model.embed import Embedder
 from indexer.model.modeldir import EmbeddingModel, load_model

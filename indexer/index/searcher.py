@@ -3,10 +3,13 @@
 faiss releases the GIL while it searches, so a thread per shard runs the shards
 concurrently; each shard search may itself use OpenMP threads, and the product of
 the two is kept near the core count (oversubscription makes faiss slower, not
-faster). Spare OpenMP threads split a single query's inverted lists between them
-(``parallel_mode`` 1), as the API mostly sends one query at a time. ``nprobe`` is
-passed per call as ``SearchParametersIVF``, so concurrent requests with different
-``nprobe`` never race on shared index state.
+faster). ``low_latency=True`` lets spare OpenMP threads split a single query's
+inverted lists between them (faiss ``parallel_mode`` 1): 1.7x lower single-query
+latency on an idle 2-core machine, but up to 8x *higher* when other processes
+compete for the cores (each query then waits for a descheduled thread at a
+barrier), so it is off by default. ``nprobe`` is passed per call as
+``SearchParametersIVF``, so concurrent requests with different ``nprobe`` never
+race on shared index state.
 """
 
 from __future__ import annotations
@@ -30,11 +33,20 @@ class ShardedSearcher:
     """Exact-merge top-k search over the shards of one :class:`LoadedIndex`.
 
     ``threads``: shard searches run at once (0: one per shard, capped at the CPU
-    count). Results: ``scores`` (inner products, descending) and ``ids`` (int64),
+    count); ``omp_threads``: faiss threads per shard search (default: cores / threads);
+    ``low_latency``: split each query's lists over those threads (see module doc).
+    Results: ``scores`` (inner products, descending) and ``ids`` (int64),
     both ``[n, k]``; where fewer than ``k`` vectors exist, ids are -1 and scores -inf.
     """
 
-    def __init__(self, index: LoadedIndex, threads: int = 0, *, omp_threads: int | None = None):
+    def __init__(
+        self,
+        index: LoadedIndex,
+        threads: int = 0,
+        *,
+        omp_threads: int | None = None,
+        low_latency: bool = False,
+    ):
         self.index = index
         cores = os.cpu_count() or 1
         n_shards = len(index.shards)
@@ -42,7 +54,7 @@ class ShardedSearcher:
         self.omp_threads = omp_threads or max(1, cores // self.threads)
         # Process-wide setting: faiss has no per-call OpenMP thread count.
         faiss.omp_set_num_threads(self.omp_threads)
-        if self.omp_threads > 1:
+        if low_latency and self.omp_threads > 1:
             for shard in index.shards:
                 prefer_low_latency(shard)
         self._pool = (
@@ -77,7 +89,11 @@ class ShardedSearcher:
         params = [search_parameters(shard, nprobe) for shard in shards]
 
         def one(i: int) -> tuple[np.ndarray, np.ndarray]:
-            return shards[i].search(queries, k, params=params[i])
+            # faiss.contrib.torch_utils (imported by pytorch-metric-learning) replaces
+            # Index.search with a wrapper that takes no `params`; it keeps the original
+            # as `search_numpy`.
+            search = getattr(shards[i], "search_numpy", shards[i].search)
+            return search(queries, k, params=params[i])
 
         if len(shards) == 1:
             scores, ids = one(0)

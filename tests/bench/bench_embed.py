@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import resource
 import statistics
 import sys
@@ -30,16 +31,17 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-import torch
-
 REPO = Path(__file__).resolve().parents[2]
 if str(REPO) not in sys.path:  # runnable as a plain script from anywhere
     sys.path.insert(0, str(REPO))
 
-from indexer.config import Settings  # noqa: E402
-from indexer.model.embed import Embedder, usable_cores  # noqa: E402
+# indexer.model before torch: it sets the OpenMP wait policy the product runs with.
+from indexer.model.embed import Embedder, usable_cores  # noqa: E402, I001
 from indexer.model.modeldir import load_model  # noqa: E402
+from indexer.config import Settings  # noqa: E402
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
 
 DEFAULT_IMAGES = Path("/work/shared/datasets/grocerystore/dataset/test")
 LOADER_CHOICES = {
@@ -182,14 +184,16 @@ def main(argv: list[str] | None = None) -> int:
     all_forward = [f for name in loaders for f in forward[name]]
     print(f"\nmodel {model.version}  device {first.device}  precision {first.precision}  "
           f"batch {first.batch_size}  torch threads {torch.get_num_threads()}  "
-          f"cores {usable_cores()}\n{len(paths)} images from {args.images}, {rounds} rounds")
+          f"cores {usable_cores()}  OMP_WAIT_POLICY {os.environ.get('OMP_WAIT_POLICY')}\n"
+          f"{len(paths)} images from {args.images}, {rounds} rounds")
     print(f"{'':38} {'images/s':>9} {'% of forward':>13} {'(min-max)':>13} {'CPU ms/img':>11}")
     print(f"{'forward limit (random tensors)':38} "
           f"{statistics.median(f.rate for f in all_forward):9.2f} {100.0:12.1f}% {'':>13} "
           f"{1000 * statistics.median(f.cpu / f.images for f in all_forward):11.1f}")
     for name, embedder in embedders.items():
         ratios = [p.rate / f.rate for p, f in zip(pipeline[name], forward[name], strict=True)]
-        label = f"embed_paths ({name}: {embedder.loader}, {embedder.workers} workers)"
+        how = f"{embedder.loader} x{embedder.workers}" if embedder.workers else "in-line"
+        label = f"embed_paths ({name}: {how})"
         note = f"  ({failures[name]} failed)" if failures[name] else ""
         print(f"{label:38} {statistics.median(p.rate for p in pipeline[name]):9.2f} "
               f"{100 * statistics.median(ratios):12.1f}% "

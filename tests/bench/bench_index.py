@@ -37,10 +37,13 @@ p50/p99 latency at that nprobe, timed in rounds alternating with exact Flat's
     .venv/bin/python tests/bench/bench_index.py --embeddings grocery.npz --n 50000   # smoke
     .venv/bin/python tests/bench/bench_index.py --write-standin standin.npz   # no real file yet
 
-Memory: the base vectors are one copy (n x d x 4 bytes: 5.1 GB at 1M x 1280); a
-loaded Flat or IVF-Flat index is another, and a build holds the index beside
-the input, so the peak is about three copies. Indexes are measured one at a time
-and freed (and their files deleted unless ``--keep``) before the next.
+Memory: the base vectors are one copy (n x d x 4 bytes: 5.1 GB at 1M x 1280),
+kept in a memory-mapped file in the work directory, so their pages are page
+cache the kernel can reclaim; a build holds one index beside them (IVF lists grow
+by doubling: up to ~1.5 copies). All indexes are built first; then the base is
+dropped, and exact Flat stays loaded while each other index is loaded, measured
+and freed in turn: at most two loaded indexes, about 10 GB at 1M x 1280. Index
+files are deleted unless ``--keep``.
 """
 
 from __future__ import annotations
@@ -205,14 +208,21 @@ def make_points(
         out[start:stop] = chunk
 
 
-def generate(real: RealShape, n: int, n_queries: int, seed: int, shape: Shape = Shape()):
-    """Base vectors [n, d] and held-out queries [n_queries, d] of the same products."""
+def generate(
+    real: RealShape,
+    n: int,
+    n_queries: int,
+    seed: int,
+    shape: Shape = Shape(),
+    out: np.ndarray | None = None,
+):
+    """Base vectors [n, d] (into ``out`` if given) and held-out queries of the same products."""
     rng = np.random.default_rng(seed)
     per_product = rng.integers(2, 7, size=n // 2 + 1)  # 2-6 points each, mean 4
     n_products = int(np.searchsorted(np.cumsum(per_product), n)) + 1
     owners = np.repeat(np.arange(n_products), per_product[:n_products])[:n]
     products = make_products(real, n_products, shape, rng)
-    base = np.empty((n, real.dim), np.float32)
+    base = np.empty((n, real.dim), np.float32) if out is None else out
     make_points(real, products, owners, shape, rng, base)
     queries = np.empty((n_queries, real.dim), np.float32)
     query_owners = owners[rng.choice(n, n_queries, replace=False)]
@@ -406,7 +416,7 @@ def print_table(rows: list[Row], flat: Row, args: argparse.Namespace) -> None:
     print(
         f"n={args.n:,}  dim={args.dim}  shards={args.shards}  queries={args.queries}  "
         f"target recall@10 >= {args.target_recall}  faiss {faiss.__version__}  "
-        f"omp threads {faiss.omp_get_max_threads()}"
+        f"omp threads {faiss.omp_get_max_threads()}  low-latency {args.low_latency}"
     )
     print(header)
     print("-" * len(header))
@@ -443,6 +453,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         type=int,
         default=60,
         help="single Flat queries timed beside each index (slow at 1M; default 60)",
+    )
+    parser.add_argument(
+        "--low-latency",
+        action="store_true",
+        help="searcher splits each query's IVF lists over threads (fast on idle cores)",
+    )
+    parser.add_argument(
+        "--no-memmap",
+        dest="memmap",
+        action="store_false",
+        help="keep the base vectors in anonymous memory instead of a file in the workdir",
     )
     parser.add_argument(
         "--no-refine",
@@ -541,7 +562,19 @@ def main(argv: list[str] | None = None) -> int:
     shape = Shape(alpha=args.alpha, product_share=args.product_share)
     if not args.no_shape_check:
         check_shape(real, shape, args.seed)
-    base, queries = generate(real, args.n, args.queries, args.seed, shape)
+    workdir = args.workdir or Path(tempfile.mkdtemp(prefix="bench_index-"))
+    workdir.mkdir(parents=True, exist_ok=True)
+    base_path = workdir / "base.npy"
+    out = None
+    if args.memmap:  # file-backed pages: the kernel may drop them under memory pressure
+        out = np.lib.format.open_memmap(
+            base_path, mode="w+", dtype=np.float32, shape=(args.n, real.dim)
+        )
+    base, queries = generate(real, args.n, args.queries, args.seed, shape, out)
+    if args.memmap:
+        base.flush()
+        del base, out
+        base = np.load(base_path, mmap_mode="r")
     ids = np.arange(args.n, dtype=np.int64) * 7919  # any distinct non-negative ids
     del real
     t0 = time.perf_counter()
@@ -549,8 +582,7 @@ def main(argv: list[str] | None = None) -> int:
     truth = ids[rows]
     log.info("exact ground truth for %d queries in %.1fs", len(queries), time.perf_counter() - t0)
 
-    # 1. Build everything while the base vectors are in memory (one index at a time).
-    workdir = args.workdir or Path(tempfile.mkdtemp(prefix="bench_index-"))
+    # 1. Build everything while the base vectors are at hand (one index at a time).
     settings = Settings(home=workdir, shards=args.shards)
     shard_n, dim = args.n // args.shards, base.shape[1]
     factories = {
@@ -570,6 +602,7 @@ def main(argv: list[str] | None = None) -> int:
         rows.append(build(name, factory, base, ids, settings, args))
     del base
     gc.collect()
+    base_path.unlink(missing_ok=True)
 
     # 2. Search: exact Flat stays loaded and is timed beside each index in turn.
     store = IndexStore.from_settings(settings)
@@ -577,7 +610,10 @@ def main(argv: list[str] | None = None) -> int:
     with ShardedSearcher(store.load(flat.version), threads=args.threads) as flat_searcher:
         sweep_nprobe(flat, flat_searcher, queries, truth, args)
         for row in rows:
-            with ShardedSearcher(store.load(row.version), threads=args.threads) as searcher:
+            loaded = store.load(row.version)
+            with ShardedSearcher(
+                loaded, threads=args.threads, low_latency=args.low_latency
+            ) as searcher:
                 sweep_nprobe(row, searcher, queries, truth, args)
                 flat_times.append(time_against_flat(row, searcher, flat_searcher, queries, args))
             gc.collect()

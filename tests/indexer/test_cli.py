@@ -4,9 +4,9 @@ import json
 import subprocess
 import sys
 
+import images_factory
 import pytest
 
-import images_factory
 from indexer.cli import build_parser, main
 from indexer.sample import write_sample_catalogue
 

@@ -2,10 +2,10 @@
 
 from pathlib import Path
 
+import images_factory
 import numpy as np
 import pytest
 
-import images_factory
 from indexer.catalog import vector_id_for
 from indexer.config import Settings
 from indexer.engine import EMBED_CHUNK, Lookalike, NoIndexError

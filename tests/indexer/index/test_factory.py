@@ -52,8 +52,9 @@ def test_pq_m_divides_dim_near_64_bytes():
 
 def test_default_nprobe_grows_with_nlist_and_stays_in_range():
     assert default_nprobe_for(1) == 1
-    assert default_nprobe_for(256) == 8
-    assert default_nprobe_for(4096) == 64
+    assert default_nprobe_for(64) == 8
+    assert default_nprobe_for(256) == 16
+    assert default_nprobe_for(4096) == 256
     assert all(1 <= default_nprobe_for(2**i) <= 2**i for i in range(17))
 
 

@@ -109,3 +109,18 @@ def test_bad_requests_are_refused_with_the_allowed_range(flat, store, synth):
         for nprobe in (0, ivf.nlist + 1):
             with pytest.raises(ValueError, match=f"nprobe must be from 1 to nlist={ivf.nlist}"):
                 searcher.search(ivf_vectors[:1], 5, nprobe=nprobe)
+
+
+def test_low_latency_mode_returns_the_same_results(store, synth):
+    ids, vectors = synth.random_ids(4_000), synth.clustered(4_000, 16)
+    loaded = store.load(
+        store.build(ids, vectors, model_version="m1", n_shards=1, flat_threshold=100)
+    )
+    queries = synth.clustered(30, 16, seed=2)
+    with ShardedSearcher(loaded) as searcher:
+        expected = searcher.search(queries, 5)
+    with ShardedSearcher(loaded, omp_threads=2, low_latency=True) as searcher:
+        scores, found = searcher.search(queries, 5)
+        single = np.vstack([searcher.search(q, 5)[1] for q in queries])
+    assert (found == expected[1]).all() and (single == expected[1]).all()
+    np.testing.assert_allclose(scores, expected[0], rtol=1e-5)

@@ -136,6 +136,16 @@ def test_precision_and_device_resolution(monkeypatch):
     assert embed.resolve_workers(-1, cpu) >= (1 if embed.usable_cores() >= 2 else 0)
 
 
+def test_auto_torch_threads_leave_loader_cores_only_when_cores_are_plenty(monkeypatch):
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(embed, "usable_cores", lambda: 2)
+    assert embed.auto_torch_threads(1, cpu) is None  # 2 cores: torch keeps both
+    monkeypatch.setattr(embed, "usable_cores", lambda: 64)
+    assert embed.auto_torch_threads(2, cpu) == min(torch.get_num_threads(), 62)
+    assert embed.auto_torch_threads(0, cpu) is None
+    assert embed.auto_torch_threads(2, torch.device("cuda")) is None
+
+
 def test_auto_loader_is_threads_on_cpu_and_explicit_choice_is_kept(pretrained_lite0):
     cpu = dict(device="cpu", precision="fp32")
     assert Embedder(pretrained_lite0, **cpu).loader == "thread"
