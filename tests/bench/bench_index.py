@@ -93,7 +93,7 @@ class RealShape:
     def from_file(cls, path: Path) -> RealShape:
         with np.load(path) as data:
             vectors = np.ascontiguousarray(data["vectors"], dtype=np.float32)
-            labels = np.asarray(data["labels"]).astype(np.int64)
+            labels = np.asarray(data["labels"])  # ints or class names (lookalike evaluate)
         if vectors.ndim != 2 or labels.shape != (len(vectors),):
             raise SystemExit(f"{path}: need vectors [n, d] and labels [n]")
         norms = np.linalg.norm(vectors, axis=1)
