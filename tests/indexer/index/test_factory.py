@@ -52,9 +52,11 @@ def test_pq_m_divides_dim_near_64_bytes():
 
 def test_default_nprobe_grows_with_nlist_and_stays_in_range():
     assert default_nprobe_for(1) == 1
-    assert default_nprobe_for(64) == 8
-    assert default_nprobe_for(256) == 16
-    assert default_nprobe_for(4096) == 256
+    assert default_nprobe_for(16) == 8
+    assert default_nprobe_for(64) == 16
+    assert default_nprobe_for(1024) == 64
+    assert default_nprobe_for(2048) == 128  # 2·sqrt(2048) = 90.5, rounded up
+    assert default_nprobe_for(4096) == 128
     assert all(1 <= default_nprobe_for(2**i) <= 2**i for i in range(17))
 
 

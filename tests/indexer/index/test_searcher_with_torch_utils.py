@@ -1,4 +1,4 @@
-"""Search still works after faiss.contrib.torch_utils patched faiss (as pytorch-metric-learning does).
+"""Search works after faiss.contrib.torch_utils patched faiss (pytorch-metric-learning does).
 
 That module replaces ``Index.search`` process-wide with a wrapper that has no
 ``params`` argument; the searcher must keep using faiss's own method.

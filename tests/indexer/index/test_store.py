@@ -70,7 +70,7 @@ def test_ivf_manifest_has_nlist_and_default_nprobe(store, synth):
     version = store.build(ids, vectors, model_version="m1", n_shards=1, flat_threshold=1_000)
     manifest = store.manifest(version)
     assert manifest.factory == f"IVF{manifest.nlist},Flat" and manifest.nlist == 64
-    assert manifest.default_nprobe == 8 and "nlist" in manifest.nprobe_rule
+    assert manifest.default_nprobe == 16 and "sqrt(nlist)" in manifest.nprobe_rule
 
 
 def test_current_is_switched_only_by_activate(store, data):
