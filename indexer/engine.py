@@ -23,7 +23,6 @@ from pathlib import Path
 
 import numpy as np
 
-from indexer.blobs import BlobStore
 from indexer.catalog import Catalog, Item, vector_id_for
 from indexer.config import Settings, load_settings
 from indexer.images import ImageRejected, load_image
@@ -74,8 +73,6 @@ class Lookalike:
         self.settings = settings
         settings.home.mkdir(parents=True, exist_ok=True)
         self.catalog = Catalog.open(settings.catalog_url)
-        self.blobs = BlobStore(settings.images_dir)
-        self.thumbnails = BlobStore(settings.thumbnails_dir)
         self.indexes = IndexStore.from_settings(settings)
         self._searcher: tuple[str, ShardedSearcher] | None = None
 
@@ -155,7 +152,7 @@ class Lookalike:
 
     def build_index(self, shards: int | None = None, factory: str | None = None) -> str:
         """Build a new index version from the vector store and make it current."""
-        ids, vectors = self._live_vectors()
+        ids, vectors = self.vectors.load()  # deleted items are tombstoned there
         if len(ids) == 0:
             raise NoIndexError("nothing to index: ingest and embed some images first")
         version = self.indexes.build(
@@ -217,7 +214,11 @@ class Lookalike:
         return self._search_vectors(query, k)[0]
 
     def search_item(self, item_id: str, k: int = 10) -> list[SearchHit]:
-        """Search with an item's stored vector (no image decoding, no forward pass)."""
+        """Search with an item's stored vector (no image decoding, no forward pass).
+
+        Reads the vector store to find the vector: fine for the CLI and tests; a
+        long-running server should keep an id → vector lookup instead.
+        """
         ids, vectors = self.vectors.load()
         match = np.flatnonzero(ids == vector_id_for(item_id))
         if len(match) == 0:
@@ -260,10 +261,6 @@ class Lookalike:
         ]
 
     # -- helpers -------------------------------------------------------------
-
-    def _live_vectors(self) -> tuple[np.ndarray, np.ndarray]:
-        """Vectors of items the catalog still holds (deleted ones are tombstoned)."""
-        return self.vectors.load()
 
     def _item_ids_for(self, vector_ids: Sequence[int] | np.ndarray) -> list[str]:
         items = self.catalog.by_vector_ids([int(v) for v in vector_ids])
