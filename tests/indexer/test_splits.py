@@ -47,3 +47,14 @@ def test_classes_missing_from_the_data_are_named(tmp_path):
 def test_bad_split_files_say_what_is_wrong(tmp_path, text, message):
     with pytest.raises(SplitError, match=message):
         ClassSplit.from_csv(write(tmp_path, text))
+
+
+def test_shipped_produce_vs_packages_split():
+    """splits/ holds the generalisation split: train on produce, test on packaged products."""
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "splits" / "grocery-produce-vs-packages.csv"
+    split = ClassSplit.from_csv(path)
+    assert (len(split.train), len(split.test)) == (50, 31)
+    assert "Granny-Smith" in split.train and "Asparagus" in split.train
+    assert "Oatly-Oat-Milk" in split.test and "Bravo-Apple-Juice" in split.test
