@@ -33,8 +33,10 @@ class Settings(BaseSettings):
     thumbnail_size: int = Field(256, ge=16, le=2048)
 
     # Model and embedding.
-    model: str = Field(
-        "pretrained", description="'pretrained' or the name/path of a trained model directory"
+    model: str | None = Field(
+        None,
+        description="'pretrained' or the name/path of a trained model directory; "
+        "unset: the model chosen with `lookalike models use`, else 'pretrained'",
     )
     backbone: str = "tf_efficientnet_lite0"
     device: Literal["auto", "cpu", "cuda"] = "auto"

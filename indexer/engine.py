@@ -31,7 +31,7 @@ from indexer.index.searcher import ShardedSearcher
 from indexer.index.store import IndexStore
 from indexer.ingest import IngestReport, ingest
 from indexer.model.embed import Embedder
-from indexer.model.modeldir import EmbeddingModel, load_model
+from indexer.model.modeldir import EmbeddingModel, current_model_spec, load_model
 from indexer.vectors import VectorStore
 
 log = logging.getLogger(__name__)
@@ -93,7 +93,7 @@ class Lookalike:
 
     @cached_property
     def model(self) -> EmbeddingModel:
-        return load_model(self.settings.model, self.settings)
+        return load_model(current_model_spec(self.settings), self.settings)
 
     @cached_property
     def embedder(self) -> Embedder:
@@ -271,7 +271,7 @@ class Lookalike:
         return {
             "home": str(self.settings.home),
             "items": self.catalog.counts(),
-            "model": self.settings.model,
+            "model": current_model_spec(self.settings),
             "index": self.indexes.manifest(current).to_dict() if current else None,
         }
 

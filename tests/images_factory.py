@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import struct
 import zlib
+from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -179,3 +180,36 @@ def image_bytes(fmt: str, seed: int = 0, size: tuple[int, int] = (96, 64)) -> by
         "BMP": bmp_bytes,
     }
     return makers[fmt](seed=seed, size=size)
+
+
+def class_photo(label: int, seed: int, size: tuple[int, int] = (64, 48)) -> Image.Image:
+    """A photo of class ``label``: a class-specific colour and shape on a noisy background.
+
+    Images of one class look alike and differ from other classes, so a model has
+    something to learn, yet no two images are equal (position, scale and noise vary).
+    """
+    rng = np.random.default_rng([label, seed])
+    width, height = size
+    hue = np.random.default_rng(label).integers(0, 255, 3)
+    background = rng.integers(0, 80, (height, width, 3)).astype(np.uint8)
+    image = Image.fromarray(background)
+    draw = ImageDraw.Draw(image)
+    box_w = int(width * rng.uniform(0.4, 0.7))
+    box_h = int(height * rng.uniform(0.4, 0.7))
+    left = int(rng.integers(0, width - box_w))
+    top = int(rng.integers(0, height - box_h))
+    shape = draw.ellipse if label % 2 else draw.rectangle
+    shape((left, top, left + box_w, top + box_h), fill=tuple(int(c) for c in hue))
+    return image
+
+
+def write_labelled_folder(root: Path, classes: int, per_class: int | list[int],
+                          size: tuple[int, int] = (64, 48)) -> Path:
+    """``root/class-NN/img-MM.jpg``; ``per_class`` may give a count per class."""
+    counts = per_class if isinstance(per_class, list) else [per_class] * classes
+    for label, count in enumerate(counts):
+        folder = Path(root) / f"class-{label:02d}"
+        folder.mkdir(parents=True, exist_ok=True)
+        for index in range(count):
+            class_photo(label, index, size).save(folder / f"img-{index:02d}.jpg", quality=90)
+    return Path(root)

@@ -41,6 +41,9 @@ class ModelCard:
     training_data: dict[str, Any] | str | None = None  # data fingerprint; None if untrained
     metrics: dict[str, Any] = field(default_factory=dict)
     training: dict[str, Any] = field(default_factory=dict)  # trainer config, free form
+    # Learned features blended with the pretrained ones: {"pretrained_weight": w,
+    # "train_stages": k, "pretrained_dim": d}; None for a plain head.
+    blend: dict[str, Any] | None = None
     normalized: bool = True  # outputs are L2-normalised
     created: str = field(default_factory=lambda: utc_now())
     format: int = CARD_FORMAT

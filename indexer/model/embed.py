@@ -165,6 +165,7 @@ class Preprocessor:
             **config, is_training=False, use_prefetcher=True
         )
         size = data_config["input_size"][-2:]
+        self.input_size: tuple[int, int] = (int(size[0]), int(size[1]))  # (height, width)
         crop_pct = data_config.get("crop_pct") or 0.875
         # The largest edge any eval resize needs; draft never decodes below it.
         self.draft_edge = int(max(size) / min(crop_pct, 1.0)) + 1

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import functools
 import logging
+import math
 import os
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -22,14 +24,17 @@ import torch.nn.functional as F
 from torch import nn
 
 from indexer.config import Settings
-from indexer.fsutil import atomic_writer, sha256_file
+from indexer.fsutil import atomic_write_text, atomic_writer, sha256_file
 from indexer.model.backbone import DataConfig, build_backbone, create_backbone, default_weights_path
-from indexer.model.card import ModelCard, normalize_data_config, read_card, write_card
+from indexer.model.card import CardError, ModelCard, normalize_data_config, read_card, write_card
+from indexer.model.stages import BackboneSplit, FrozenTail
+from indexer.model.stagespec import TrainStages
 from indexer.model.weights import PACKAGED_WEIGHTS, WeightsError, read_state_dict
 
 logger = logging.getLogger(__name__)
 
 PRETRAINED = "pretrained"
+CURRENT_FILE = "CURRENT"  # in settings.models_dir: the name `lookalike models use` chose
 WEIGHTS_FILE = "weights.safetensors"
 LEGACY_WEIGHTS_FILES = ("weights.pt", "weights.pth")
 
@@ -39,12 +44,18 @@ class ModelNotFound(FileNotFoundError):
 
 
 class EmbeddingModel(nn.Module):
-    """Backbone → optional linear head → L2 normalisation.
+    """Backbone → optional linear head → L2 normalisation, optionally blended.
 
     ``forward`` returns float32 unit vectors even under autocast: the normalisation is
     done in float32 so that bf16/fp16 inference still yields vectors the index can trust.
     The trainer builds one of these directly (``card=None``) and saves it with
     :func:`save_model_dir`, which gives it its card and version.
+
+    A *blended* model (:meth:`add_pretrained_blend`) outputs
+    ``[sqrt(1-w) * learned, sqrt(w) * pretrained]``, both halves unit vectors, so the
+    cosine similarity of two outputs is ``(1-w) * learned cosine + w * pretrained
+    cosine``: an ensemble of the fine-tuned model with the features it started from,
+    which keeps what ImageNet taught about products unlike the training classes.
     """
 
     def __init__(
@@ -67,10 +78,43 @@ class EmbeddingModel(nn.Module):
             raise ValueError(
                 f"head takes {head.in_features} features, {architecture} gives {self.pooled_dim}"
             )
+        self.split: BackboneSplit | None = None
+        self.reference: FrozenTail | None = None
+        self.pretrained_weight = 0.0
+
+    def add_pretrained_blend(self, train_stages: TrainStages, weight: float) -> None:
+        """Keep a frozen copy of the current (pretrained) tail beside the trained one."""
+        if self.head is None:
+            raise ValueError("a blend needs a learned head")
+        if not 0 < weight < 1:
+            raise ValueError(f"pretrained weight must be in (0, 1); got {weight}")
+        self.split = BackboneSplit(self.backbone, train_stages)
+        self.reference = FrozenTail(self.split)
+        self.pretrained_weight = float(weight)
+
+    @property
+    def blend(self) -> dict[str, Any] | None:
+        if self.reference is None:
+            return None
+        return {"pretrained_weight": self.pretrained_weight,
+                "train_stages": self.split.train_stages,
+                "pretrained_dim": self.reference.out_features}
+
+    @property
+    def learned_dim(self) -> int:
+        return self.head.out_features if self.head is not None else self.pooled_dim
 
     @property
     def dim(self) -> int:
-        return self.head.out_features if self.head is not None else self.pooled_dim
+        extra = self.reference.out_features if self.reference is not None else 0
+        return self.learned_dim + extra
+
+    def from_trunk(self, trunk_output: torch.Tensor) -> torch.Tensor:
+        """The blended unit vectors from the shared trunk's output."""
+        learned = F.normalize(self.head(self.split.tail(trunk_output)).float(), dim=1)
+        pretrained = F.normalize(self.reference(trunk_output).float(), dim=1)
+        w = self.pretrained_weight
+        return torch.cat([learned * math.sqrt(1 - w), pretrained * math.sqrt(w)], dim=1)
 
     @property
     def version(self) -> str:
@@ -79,11 +123,62 @@ class EmbeddingModel(nn.Module):
         return self.card.version
 
     def forward(self, images: torch.Tensor, *, normalize: bool = True) -> torch.Tensor:
+        if self.reference is not None:
+            return self.from_trunk(self.split.trunk(images))
         features = self.backbone(images)
         if self.head is not None:
             features = self.head(features)
         features = features.float()
         return F.normalize(features, dim=1) if normalize else features
+
+
+def current_model_spec(settings: Settings) -> str:
+    """``settings.model`` if set, else the model chosen with :func:`use_model`, else pretrained."""
+    if settings.model:
+        return settings.model
+    try:
+        chosen = (settings.models_dir / CURRENT_FILE).read_text(encoding="utf-8").strip()
+    except FileNotFoundError:
+        return PRETRAINED
+    return chosen or PRETRAINED
+
+
+def use_model(spec: str, settings: Settings) -> str:
+    """Make ``spec`` (a name under models_dir, or 'pretrained') the current model.
+
+    The model must load; the choice is written atomically. Returns its version. The
+    index keeps serving vectors of the previous model until it is rebuilt, and refuses
+    to mix the two (see :meth:`indexer.engine.Lookalike.build_index`).
+    """
+    model = load_model(spec, settings)
+    if spec != PRETRAINED and resolve_model_dir(spec, settings).parent != settings.models_dir:
+        raise ModelNotFound(f"{spec!r} is not under {settings.models_dir}; use its name there")
+    settings.models_dir.mkdir(parents=True, exist_ok=True)
+    name = spec if spec == PRETRAINED else resolve_model_dir(spec, settings).name
+    atomic_write_text(settings.models_dir / CURRENT_FILE, name + "\n")
+    return model.version
+
+
+@dataclass
+class ModelEntry:
+    name: str
+    card: ModelCard | None  # None for 'pretrained' (its card needs the weights loaded)
+    current: bool
+
+
+def list_models(settings: Settings) -> list[ModelEntry]:
+    """'pretrained' and every model directory under models_dir, newest first."""
+    current = current_model_spec(settings)
+    entries = []
+    for directory in _model_dirs(settings.models_dir):
+        try:
+            card = read_card(directory)
+        except CardError as exc:
+            logger.warning("skipping %s: %s", directory, exc)
+            continue
+        entries.append(ModelEntry(directory.name, card, directory.name == current))
+    entries.sort(key=lambda entry: entry.card.created, reverse=True)
+    return [ModelEntry(PRETRAINED, None, current == PRETRAINED), *entries]
 
 
 def load_model(spec: str, settings: Settings, *, checkpoint: Path | None = None) -> EmbeddingModel:
@@ -171,6 +266,7 @@ def save_model_dir(
         weights_file=WEIGHTS_FILE,
         weights_sha256=digest,
         loss=dict(loss) if isinstance(loss, Mapping) else loss,
+        blend=model.blend,
         training_data=dict(training_data) if isinstance(training_data, Mapping) else training_data,
         metrics=dict(metrics or {}),
         training=dict(training or {}),
@@ -195,12 +291,15 @@ def load_model_dir(directory: Path) -> EmbeddingModel:
     if card.weights_sha256 and sha256_file(weights_path) != card.weights_sha256:
         raise WeightsError(f"{weights_path} does not match the sha256 recorded in card.json")
     backbone = build_backbone(card.architecture, num_classes=0)
-    head = nn.Linear(card.pooled_dim, card.embedding_dim) if card.head == "linear" else None
+    learned_dim = card.embedding_dim - (card.blend or {}).get("pretrained_dim", 0)
+    head = nn.Linear(card.pooled_dim, learned_dim) if card.head == "linear" else None
     if card.head not in (None, "linear"):
         raise WeightsError(f"{directory}: unknown head {card.head!r}; known: linear, none")
     model = EmbeddingModel(
         backbone, head, architecture=card.architecture, data_config=card.data_config, card=card
     )
+    if card.blend:
+        model.add_pretrained_blend(card.blend["train_stages"], card.blend["pretrained_weight"])
     state = read_state_dict(weights_path)
     try:
         missing, unexpected = model.load_state_dict(state, strict=False)

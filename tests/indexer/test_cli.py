@@ -12,7 +12,7 @@ from indexer.sample import write_sample_catalogue
 
 COMMANDS = [
     ["demo"], ["ingest"], ["embed"], ["index"], ["index", "build"], ["index", "stats"],
-    ["search"], ["evaluate"],
+    ["search"], ["evaluate"], ["train"], ["models"],
 ]
 
 

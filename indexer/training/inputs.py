@@ -1,0 +1,167 @@
+"""What the trained tail eats: cached trunk outputs, or freshly decoded views.
+
+With a frozen trunk (the default), the trunk's output for ``views`` fixed views of each
+photo is computed once and kept in a float16 file in the run directory
+(:class:`CachedInputs`); a step then costs only the tail. Resuming reuses the file. When
+everything trains (``train_stages='all'``), each step decodes and augments its photos
+anew (:class:`LiveInputs`). Either way, which view an image shows in an epoch is a
+pure function of (seed, epoch, image).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from collections import deque
+from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from indexer.fsutil import atomic_write_text
+from indexer.model.embed import Preprocessor
+from indexer.model.stages import BackboneSplit
+from indexer.training.augment import make_view, view_rng
+from indexer.training.data import LabelledImage
+
+log = logging.getLogger(__name__)
+
+
+class PixelNormalizer:
+    """uint8 NHWC pixels → normalised float NCHW (channels_last) on the device."""
+
+    def __init__(self, data_config: dict, device: torch.device) -> None:
+        mean = torch.tensor(data_config["mean"], dtype=torch.float32) * 255.0
+        std = torch.tensor(data_config["std"], dtype=torch.float32) * 255.0
+        self.mean = mean.view(1, -1, 1, 1).to(device)
+        self.inv_std = (1.0 / std).view(1, -1, 1, 1).to(device)
+        self.device = device
+
+    def __call__(self, pixels: torch.Tensor) -> torch.Tensor:
+        x = pixels.to(self.device, non_blocking=True).permute(0, 3, 1, 2)
+        return (x.float() - self.mean) * self.inv_std
+
+
+def load_views(images: Sequence[LabelledImage], positions: Sequence[int], views: Sequence[int],
+               preprocessor: Preprocessor, seed: int, salt: int) -> torch.Tensor:
+    """uint8 (n, H, W, 3) pixels: image ``positions[i]`` as view ``views[i]``."""
+    out = []
+    for position, view in zip(positions, views, strict=True):
+        image = preprocessor.open(images[position].path)
+        rng = view_rng(seed, salt, int(position), int(view))
+        out.append(make_view(image, preprocessor, int(view), rng))
+    return torch.stack(out)
+
+
+def prefetched(jobs: Iterator, load, workers: int) -> Iterator:
+    """``load(job)`` for each job, ``workers + 1`` in flight, results in order."""
+    pending: deque[Future] = deque()
+    with ThreadPoolExecutor(max(1, workers), thread_name_prefix="train-load") as pool:
+        for job in jobs:
+            pending.append(pool.submit(load, job))
+            if len(pending) > workers:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+
+
+class CachedInputs:
+    """Trunk outputs for ``views`` views of every image, in ``path`` (float16, memory-mapped)."""
+
+    def __init__(self, array: np.ndarray) -> None:
+        self.array = array
+
+    @property
+    def views(self) -> int:
+        return self.array.shape[1]
+
+    @classmethod
+    def open_or_build(
+        cls, path: Path, key: dict, images: Sequence[LabelledImage], views: int,
+        split: BackboneSplit, preprocessor: Preprocessor, normalize: PixelNormalizer,
+        *, seed: int, batch_size: int, workers: int, autocast, progress: bool,
+        label: str,
+    ) -> CachedInputs:
+        key_path = path.with_suffix(".json")
+        if path.exists() and key_path.exists():
+            try:
+                if json.loads(key_path.read_text()) == key:
+                    log.info("reusing cached %s inputs from %s", label, path)
+                    return cls(np.load(path, mmap_mode="r"))
+            except (OSError, ValueError):
+                pass
+        key_path.unlink(missing_ok=True)  # the key goes last: no key, no trusted cache
+        shape = None
+        array = None
+        total = len(images) * views
+        bar = tqdm(total=total, unit="img", desc=f"caching {label} inputs", file=sys.stderr,
+                   disable=not progress, dynamic_ncols=True)
+        starts = range(0, len(images), batch_size)
+        jobs = ((view, start) for view in range(views) for start in starts)
+
+        def load(job):
+            view, start = job
+            positions = list(range(start, min(start + batch_size, len(images))))
+            return view, start, load_views(images, positions, [view] * len(positions),
+                                           preprocessor, seed, salt=0)
+
+        with torch.inference_mode():
+            for view, start, pixels in prefetched(jobs, load, workers):
+                with autocast():
+                    x = normalize(pixels).contiguous(memory_format=torch.channels_last)
+                    features = split.trunk(x)
+                features = features.float().cpu().numpy().astype(np.float16)
+                if array is None:
+                    shape = (len(images), views, *features.shape[1:])
+                    array = np.lib.format.open_memmap(path, mode="w+", dtype=np.float16,
+                                                      shape=shape)
+                array[start : start + len(features), view] = features
+                bar.update(len(features))
+        bar.close()
+        array.flush()
+        atomic_write_text(key_path, json.dumps(key, sort_keys=True))
+        return cls(np.load(path, mmap_mode="r"))
+
+    def batch(self, positions: np.ndarray, epoch: int, seed: int, device: torch.device,
+              ) -> torch.Tensor:
+        chosen = view_rng(seed, 1, epoch).integers(0, self.views, size=len(self.array))
+        block = self.array[np.sort(positions)]  # memmap reads in order
+        order = np.argsort(np.argsort(positions))
+        rows = torch.from_numpy(np.ascontiguousarray(block[order, chosen[positions]]))
+        return self._to_device(rows, device)
+
+    def fixed(self, positions: np.ndarray, device: torch.device) -> torch.Tensor:
+        """View 0 (the evaluation transform) of ``positions``."""
+        rows = torch.from_numpy(np.ascontiguousarray(self.array[positions, 0]))
+        return self._to_device(rows, device)
+
+    @staticmethod
+    def _to_device(rows: torch.Tensor, device: torch.device) -> torch.Tensor:
+        x = rows.to(device).float()
+        return x.contiguous(memory_format=torch.channels_last) if x.dim() == 4 else x
+
+
+class LiveInputs:
+    """Decode and augment every step; the whole backbone runs (and trains) each time."""
+
+    def __init__(self, images: Sequence[LabelledImage], preprocessor: Preprocessor,
+                 normalize: PixelNormalizer, views: int) -> None:
+        self.images = images
+        self.preprocessor = preprocessor
+        self.normalize = normalize
+        self.views = views  # 2 fixed views (plain, mirrored) + random crops beyond
+
+    def load(self, positions: np.ndarray, epoch: int, seed: int) -> torch.Tensor:
+        rng = view_rng(seed, 1, epoch)
+        chosen = rng.integers(0, max(self.views, 3), size=len(self.images))
+        # Views ≥ 2 are random crops: give each epoch its own (the cache cannot).
+        views = [int(chosen[p]) if chosen[p] < 2 else 2 + epoch for p in positions]
+        return load_views(self.images, list(positions), views, self.preprocessor, seed, salt=2)
+
+    def fixed_pixels(self, positions: np.ndarray) -> torch.Tensor:
+        return load_views(self.images, list(positions), [0] * len(positions),
+                          self.preprocessor, 0, salt=0)
