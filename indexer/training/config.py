@@ -41,7 +41,7 @@ class TrainConfig:
     amp: bool = True  # mixed precision on CUDA (ignored on CPU)
     backbone: str = "tf_efficientnet_lite0"
     weights: str = "packaged"  # 'packaged' ImageNet weights, 'random', or a checkpoint path
-    workers: int = 1  # image-decoding threads beside the training thread
+    workers: int = -1  # image-decoding threads; -1: 1 on a CPU, most cores beside a GPU
 
     def __post_init__(self) -> None:
         self.train_stages = parse_train_stages(self.train_stages)
@@ -84,8 +84,8 @@ class TrainConfig:
                 "pretrained_weight needs a frozen trunk to share; with train_stages='all' "
                 "set it to 0"
             )
-        if self.workers < 0:
-            raise TrainConfigError(f"workers must be 0 or more; got {self.workers}")
+        if self.workers < -1:
+            raise TrainConfigError(f"workers must be -1 (automatic) or more; got {self.workers}")
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -110,6 +110,10 @@ def train_model(
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
     }
     model_dir, card = _save(result.model, settings, result, data, card_metrics, training)
+    # The cached trunk outputs (~160 KB per photo and view) are only worth keeping to
+    # resume an unfinished run; the checkpoint stays for `--resume` with more epochs.
+    for cache in run_dir.glob("inputs-*"):
+        cache.unlink(missing_ok=True)
     return TrainOutcome(model_dir, card, metrics, result, data, data.skipped)
 
 

@@ -30,6 +30,9 @@ def test_a_run_writes_a_complete_model_directory(labelled, train_settings):
     outcome = train_model([labelled], train_settings, config)
 
     assert outcome.model_dir.parent == train_settings.models_dir
+    run_dir = train_settings.home / "runs" / "softtriple-seed0"
+    assert (run_dir / "checkpoint.pt").is_file()
+    assert not list(run_dir.glob("inputs-*"))  # trunk caches go once the model is saved
     card = read_card(outcome.model_dir)
     assert card.version == outcome.model_dir.name == outcome.card.version
     assert card.architecture == "test_efficientnet"
