@@ -27,7 +27,7 @@ test: $(STAMP)
 	$(BIN)/python -m pytest
 
 lint: $(STAMP)
-	$(BIN)/ruff check indexer tests
+	$(BIN)/ruff check indexer workers tests
 
 bench-embed: $(STAMP)
 	$(BIN)/python tests/bench/bench_embed.py

@@ -17,9 +17,15 @@ concurrent workers safe without locks. ``vector_id`` is the faiss id of the item
 the first 8 bytes of the id, big-endian, masked to 63 bits (faiss ids are signed
 64-bit). Collisions are astronomically unlikely and are refused by a unique key.
 
+Jobs (``jobs``, ``job_entries``, ``sources``) record background and in-process
+ingest runs and re-indexes: one entry per image a source offers (its URL or path,
+its state, the item it became, the reason it failed), so progress is counted from
+rows, never from counters a duplicate task could bump twice. See :mod:`indexer.jobs`.
+
 Schema changes: ``create_all`` runs on open and ``schema_version`` records the
-version of the tables. There is no migration tool yet; a catalog written by a
-newer or older schema version is refused with a clear message rather than used.
+version of the tables. An older catalog is upgraded step by step (``_MIGRATIONS``:
+each step runs in the same transaction as the version bump); a catalog written by
+a newer schema version is refused with a clear message rather than used.
 """
 
 from __future__ import annotations
@@ -28,7 +34,7 @@ import dataclasses
 import logging
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
@@ -41,7 +47,7 @@ from indexer.config import Settings
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: jobs, job_entries, sources
 _CHUNK = 500  # ids per IN (...) clause: well under every backend's parameter limit
 _VECTOR_ID_MASK = (1 << 63) - 1
 _PG_SCHEMA_LOCK = 0x4C6F6F6B  # advisory lock key ("Look") serialising create_all
@@ -58,6 +64,37 @@ class FetchStatus(StrEnum):
     PENDING = "pending"
     DONE = "done"
     FAILED = "failed"
+
+
+class JobKind(StrEnum):
+    INGEST = "ingest"
+    RECRAWL = "recrawl"
+    REINDEX = "reindex"
+
+
+class JobStatus(StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"  # the job itself could not run (see its message)
+    SKIPPED = "skipped"  # e.g. a re-index while another one runs
+
+
+FINISHED_JOB_STATUSES = (JobStatus.DONE, JobStatus.FAILED, JobStatus.SKIPPED)
+
+
+class EntryKind(StrEnum):
+    URL = "url"  # an image to download
+    PATH = "path"  # a local image file
+    REMOVE = "remove"  # an item the source no longer offers
+
+
+class EntryState(StrEnum):
+    PENDING = "pending"  # to fetch (url, path) or to remove (remove)
+    DONE = "done"  # stored: item_id names the item
+    FAILED = "failed"  # error says why; permanent says whether a retry may help
+    REMOVED = "removed"  # removal entries: the item was deleted
+    KEPT = "kept"  # removal entries: the item is still used elsewhere, not deleted
 
 
 class CatalogError(RuntimeError):
@@ -158,6 +195,70 @@ fetches_table = sa.Table(
 )
 
 
+jobs_table = sa.Table(
+    "jobs",
+    metadata,
+    sa.Column("id", _BIGINT_ID, primary_key=True, autoincrement=True),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("source", sa.Text),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("message", sa.Text),
+    sa.Column("total", sa.Integer, nullable=False, default=0),
+    sa.Column("chunks", sa.Integer, nullable=False, default=0),
+    sa.Column("chunk_size", sa.Integer, nullable=False, default=1),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+    sa.Column("started_at", UTCDateTime),
+    sa.Column("finished_at", UTCDateTime),
+    sa.CheckConstraint(
+        "status IN ('queued', 'running', 'done', 'failed', 'skipped')", name="ck_jobs_status"
+    ),
+    sa.CheckConstraint("kind IN ('ingest', 'recrawl', 'reindex')", name="ck_jobs_kind"),
+    sa.Index("ix_jobs_status_id", "status", "id"),
+    sa.Index("ix_jobs_source_id", "source", "id"),
+)
+
+job_entries_table = sa.Table(
+    "job_entries",
+    metadata,
+    sa.Column("id", _BIGINT_ID, primary_key=True, autoincrement=True),
+    sa.Column(
+        "job_id", _BIGINT_ID, sa.ForeignKey("jobs.id", ondelete="CASCADE"), nullable=False
+    ),
+    sa.Column("chunk", sa.Integer, nullable=False),  # -1: removals, not fetched
+    sa.Column("kind", sa.String(8), nullable=False),
+    sa.Column("location", sa.Text, nullable=False),  # URL or absolute path
+    sa.Column("product_id", sa.String(512)),
+    sa.Column("label", sa.String(512)),
+    sa.Column("title", sa.Text),
+    sa.Column("page_url", sa.Text),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("item_id", sa.String(64)),  # no foreign key: removed items keep their history
+    sa.Column("replaces", sa.String(64)),  # the item this location held before (re-crawl)
+    sa.Column("fetch_id", _BIGINT_ID),
+    sa.Column("error", sa.Text),
+    sa.Column("permanent", sa.Boolean),
+    sa.Column("attempts", sa.Integer, nullable=False, default=0),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+    sa.CheckConstraint("kind IN ('url', 'path', 'remove')", name="ck_job_entries_kind"),
+    sa.CheckConstraint(
+        "state IN ('pending', 'done', 'failed', 'removed', 'kept')", name="ck_job_entries_state"
+    ),
+    sa.Index("ix_job_entries_job_chunk", "job_id", "chunk", "id"),
+    sa.Index("ix_job_entries_job_state", "job_id", "state"),
+    sa.Index("ix_job_entries_item", "item_id"),
+)
+
+sources_table = sa.Table(
+    "sources",
+    metadata,
+    sa.Column("id", _BIGINT_ID, primary_key=True, autoincrement=True),
+    sa.Column("location", sa.Text, nullable=False, unique=True),
+    sa.Column("recrawl", sa.Boolean, nullable=False, default=True),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+)
+
+
 @dataclass(frozen=True, slots=True)
 class Item:
     """One stored image and its state; a detached copy of its row."""
@@ -201,8 +302,69 @@ class Fetch:
     updated_at: datetime
 
 
+@dataclass(frozen=True, slots=True)
+class Job:
+    """One ingest, re-crawl or re-index run; its progress is counted from its entries."""
+
+    id: int
+    kind: str
+    source: str | None
+    status: str
+    message: str | None
+    total: int
+    chunks: int
+    chunk_size: int
+    created_at: datetime
+    updated_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+
+    @property
+    def finished(self) -> bool:
+        return self.status in FINISHED_JOB_STATUSES
+
+    @property
+    def planned(self) -> bool:
+        """False while a crawl job waits for its crawl to list the images."""
+        return self.chunks >= 0
+
+
+@dataclass(frozen=True, slots=True)
+class JobEntry:
+    """One image of a job's source (or one item a re-crawl found gone)."""
+
+    id: int
+    job_id: int
+    chunk: int
+    kind: str
+    location: str
+    product_id: str | None
+    label: str | None
+    title: str | None
+    page_url: str | None
+    state: str
+    item_id: str | None
+    replaces: str | None
+    fetch_id: int | None
+    error: str | None
+    permanent: bool | None
+    attempts: int
+    updated_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    id: int
+    location: str
+    recrawl: bool
+    created_at: datetime
+
+
 _ITEM_FIELDS = tuple(f.name for f in dataclasses.fields(Item))
 _FETCH_FIELDS = tuple(f.name for f in dataclasses.fields(Fetch))
+_JOB_FIELDS = tuple(f.name for f in dataclasses.fields(Job))
+_ENTRY_FIELDS = tuple(f.name for f in dataclasses.fields(JobEntry))
+_SOURCE_FIELDS = tuple(f.name for f in dataclasses.fields(Source))
 
 
 def _item(row: sa.Row) -> Item:
@@ -211,6 +373,18 @@ def _item(row: sa.Row) -> Item:
 
 def _fetch(row: sa.Row) -> Fetch:
     return Fetch(**{name: row._mapping[name] for name in _FETCH_FIELDS})
+
+
+def _job(row: sa.Row) -> Job:
+    return Job(**{name: row._mapping[name] for name in _JOB_FIELDS})
+
+
+def _entry(row: sa.Row) -> JobEntry:
+    return JobEntry(**{name: row._mapping[name] for name in _ENTRY_FIELDS})
+
+
+def _source(row: sa.Row) -> Source:
+    return Source(**{name: row._mapping[name] for name in _SOURCE_FIELDS})
 
 
 def _check_status(status: str, allowed: type[StrEnum]) -> str:
@@ -314,11 +488,30 @@ class Catalog:
                     schema_version_table,
                     {"id": 1, "version": SCHEMA_VERSION, "updated_at": utcnow()},
                 )
+            elif found < SCHEMA_VERSION:
+                self._migrate(conn, found)
             elif found != SCHEMA_VERSION:
                 raise CatalogError(
                     f"catalog schema version {found} does not match this code's "
-                    f"version {SCHEMA_VERSION}; no migration is available yet"
+                    f"version {SCHEMA_VERSION}; no migration is available for it"
                 )
+
+    def _migrate(self, conn: Connection, found: int) -> None:
+        """Upgrade an older schema step by step, inside the schema transaction."""
+        for version in range(found, SCHEMA_VERSION):
+            step = _MIGRATIONS.get(version)
+            if step is None:
+                raise CatalogError(
+                    f"catalog schema version {found} is too old for this code's version "
+                    f"{SCHEMA_VERSION}; no migration from version {version}"
+                )
+            step(conn)
+            log.info("catalog schema migrated from version %d to %d", version, version + 1)
+        conn.execute(
+            schema_version_table.update()
+            .where(schema_version_table.c.id == 1)
+            .values(version=SCHEMA_VERSION, updated_at=utcnow())
+        )
 
     def schema_version(self) -> int:
         with self.engine.connect() as conn:
@@ -660,3 +853,536 @@ class Catalog:
             ):
                 result[status] = count
         return result
+
+    # -- jobs -------------------------------------------------------------------
+
+    def create_job(
+        self,
+        kind: str,
+        *,
+        source: str | None = None,
+        entries: Sequence[dict[str, Any]] = (),
+        removals: Sequence[dict[str, Any]] = (),
+        chunk_size: int = 64,
+        status: str = JobStatus.QUEUED,
+        message: str | None = None,
+        planned: bool = True,
+    ) -> Job:
+        """A new job with its entries, in one transaction.
+
+        ``planned=False``: the entries come later, from :meth:`plan_job` (a crawl
+        finds them); until then the job has ``chunks == -1``.
+
+        ``entries``: dicts with ``kind`` (url or path), ``location`` and optionally
+        ``product_id``, ``label``, ``title``, ``page_url``, ``replaces``, ``fetch_id``;
+        they are numbered into chunks of ``chunk_size`` in the order given.
+        ``removals``: dicts with ``location`` and ``item_id`` of items the source no
+        longer offers (chunk -1, pending until the index writer removes them).
+        """
+        kind = _check_status(kind, JobKind)
+        status = _check_status(status, JobStatus)
+        if chunk_size < 1:
+            raise ValueError(f"chunk_size must be at least 1, got {chunk_size}")
+        now = utcnow()
+        with self.engine.begin() as conn:
+            job_id = conn.execute(
+                jobs_table.insert()
+                .values(
+                    kind=kind,
+                    source=source,
+                    status=status,
+                    message=message,
+                    total=len(entries),
+                    chunks=-(-len(entries) // chunk_size) if planned else -1,
+                    chunk_size=chunk_size,
+                    created_at=now,
+                    updated_at=now,
+                    started_at=None,
+                    finished_at=now if status in FINISHED_JOB_STATUSES else None,
+                )
+                .returning(jobs_table.c.id)
+            ).scalar_one()
+            rows = []
+            for position, entry in enumerate(entries):
+                entry_kind = _check_status(entry["kind"], EntryKind)
+                if entry_kind == EntryKind.REMOVE:
+                    raise ValueError("removals go in removals=, not entries=")
+                rows.append(
+                    _entry_row(job_id, position // chunk_size, entry_kind, entry, now)
+                )
+            for removal in removals:
+                rows.append(_entry_row(job_id, -1, EntryKind.REMOVE.value, removal, now))
+            for chunk in _chunks(rows, 1000):
+                conn.execute(job_entries_table.insert(), list(chunk))
+            row = conn.execute(jobs_table.select().where(jobs_table.c.id == job_id)).one()
+        return _job(row)
+
+    def plan_job(
+        self,
+        job_id: int,
+        entries: Sequence[dict[str, Any]],
+        removals: Sequence[dict[str, Any]] = (),
+        message: str | None = None,
+    ) -> bool:
+        """Give an unplanned job its entries; False if it was planned already (by another run).
+
+        The job row is claimed first (``chunks`` from -1 to the count), in the same
+        transaction as the inserts, so two runs planning at once add entries once.
+        """
+        now = utcnow()
+        c = jobs_table.c
+        with self.engine.begin() as conn:
+            size = conn.execute(sa.select(c.chunk_size).where(c.id == job_id)).scalar_one()
+            claimed = conn.execute(
+                jobs_table.update()
+                .where(c.id == job_id, c.chunks == -1)
+                .values(
+                    total=len(entries),
+                    chunks=-(-len(entries) // size),
+                    message=message,
+                    updated_at=now,
+                )
+            ).rowcount
+            if claimed != 1:
+                return False
+            rows = [
+                _entry_row(job_id, position // size, _check_status(e["kind"], EntryKind), e, now)
+                for position, e in enumerate(entries)
+            ]
+            rows += [_entry_row(job_id, -1, EntryKind.REMOVE.value, r, now) for r in removals]
+            for chunk in _chunks(rows, 1000):
+                conn.execute(job_entries_table.insert(), list(chunk))
+        return True
+
+    def get_job(self, job_id: int) -> Job | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                jobs_table.select().where(jobs_table.c.id == job_id)
+            ).one_or_none()
+        return _job(row) if row is not None else None
+
+    def jobs(
+        self,
+        *,
+        limit: int | None = 20,
+        statuses: Iterable[str] | None = None,
+        kind: str | None = None,
+        source: str | None = None,
+    ) -> list[Job]:
+        """Jobs, newest first."""
+        c = jobs_table.c
+        stmt = jobs_table.select().order_by(c.id.desc())
+        if statuses is not None:
+            stmt = stmt.where(c.status.in_([_check_status(s, JobStatus) for s in statuses]))
+        if kind is not None:
+            stmt = stmt.where(c.kind == _check_status(kind, JobKind))
+        if source is not None:
+            stmt = stmt.where(c.source == source)
+        if limit is not None:
+            stmt = stmt.limit(limit)
+        with self.engine.connect() as conn:
+            return [_job(row) for row in conn.execute(stmt)]
+
+    def set_job_status(
+        self,
+        job_id: int,
+        status: str,
+        *,
+        message: str | None = None,
+        only_from: Iterable[str] | None = None,
+    ) -> bool:
+        """Move a job to ``status`` (only from ``only_from`` when given); True if it moved."""
+        status = _check_status(status, JobStatus)
+        now = utcnow()
+        c = jobs_table.c
+        values: dict[str, Any] = {"status": status, "updated_at": now}
+        if message is not None:
+            values["message"] = message
+        if status == JobStatus.RUNNING:
+            values["started_at"] = sa.func.coalesce(c.started_at, now)
+            values["finished_at"] = None
+        elif status in FINISHED_JOB_STATUSES:
+            values["finished_at"] = now
+        stmt = jobs_table.update().where(c.id == job_id).values(values)
+        if only_from is not None:
+            stmt = stmt.where(c.status.in_([_check_status(s, JobStatus) for s in only_from]))
+        with self.engine.begin() as conn:
+            return conn.execute(stmt).rowcount == 1
+
+    def touch_job(self, job_id: int, message: str | None = None) -> None:
+        """Record progress (the sweeper re-queues jobs that show none for a while)."""
+        values: dict[str, Any] = {"updated_at": utcnow()}
+        if message is not None:
+            values["message"] = message
+        with self.engine.begin() as conn:
+            conn.execute(jobs_table.update().where(jobs_table.c.id == job_id).values(values))
+
+    def job_entries(
+        self,
+        job_id: int,
+        *,
+        chunk: int | None = None,
+        states: Iterable[str] | None = None,
+        kinds: Iterable[str] | None = None,
+    ) -> list[JobEntry]:
+        """A job's entries in order, optionally one chunk's, in some states or kinds."""
+        e = job_entries_table.c
+        stmt = job_entries_table.select().where(e.job_id == job_id).order_by(e.id)
+        if chunk is not None:
+            stmt = stmt.where(e.chunk == chunk)
+        if states is not None:
+            stmt = stmt.where(e.state.in_([_check_status(s, EntryState) for s in states]))
+        if kinds is not None:
+            stmt = stmt.where(e.kind.in_([_check_status(k, EntryKind) for k in kinds]))
+        with self.engine.connect() as conn:
+            return [_entry(row) for row in conn.execute(stmt)]
+
+    def job_chunks(self, job_id: int, states: Iterable[str]) -> list[int]:
+        """Chunks (ascending) holding at least one fetch entry in one of ``states``."""
+        e = job_entries_table.c
+        stmt = (
+            sa.select(e.chunk)
+            .where(
+                e.job_id == job_id,
+                e.chunk >= 0,
+                e.state.in_([_check_status(s, EntryState) for s in states]),
+            )
+            .distinct()
+            .order_by(e.chunk)
+        )
+        with self.engine.connect() as conn:
+            return [int(chunk) for chunk in conn.execute(stmt).scalars()]
+
+    def finish_entry(
+        self,
+        entry_id: int,
+        state: str,
+        *,
+        item_id: str | None = None,
+        error: str | None = None,
+        permanent: bool | None = None,
+        removal: dict[str, Any] | None = None,
+    ) -> None:
+        """Record an entry's outcome, and a removal it implies, in one transaction.
+
+        Only a pending entry changes, so a duplicate delivery that finishes second
+        cannot add the same removal twice.
+        """
+        state = _check_status(state, EntryState)
+        now = utcnow()
+        e = job_entries_table.c
+        with self.engine.begin() as conn:
+            row = conn.execute(
+                job_entries_table.update()
+                .where(e.id == entry_id, e.state == EntryState.PENDING.value)
+                .values(
+                    state=state,
+                    item_id=item_id,
+                    error=error,
+                    permanent=permanent,
+                    attempts=e.attempts + 1,
+                    updated_at=now,
+                )
+                .returning(e.job_id)
+            ).first()
+            if row is None:
+                return
+            if removal is not None:
+                conn.execute(
+                    job_entries_table.insert().values(
+                        _entry_row(row.job_id, -1, EntryKind.REMOVE.value, removal, now)
+                    )
+                )
+            conn.execute(
+                jobs_table.update().where(jobs_table.c.id == row.job_id).values(updated_at=now)
+            )
+
+    def set_entry_states(self, entry_ids: Sequence[int], state: str) -> int:
+        state = _check_status(state, EntryState)
+        now = utcnow()
+        changed = 0
+        with self.engine.begin() as conn:
+            for chunk in _chunks(list(entry_ids)):
+                changed += conn.execute(
+                    job_entries_table.update()
+                    .where(job_entries_table.c.id.in_(chunk))
+                    .values(state=state, updated_at=now)
+                ).rowcount
+        return changed
+
+    def reset_failed_entries(self, job_id: int) -> int:
+        """Failed fetches of a job become pending again (the job runs again); how many."""
+        now = utcnow()
+        e = job_entries_table.c
+        with self.engine.begin() as conn:
+            count = conn.execute(
+                job_entries_table.update()
+                .where(
+                    e.job_id == job_id,
+                    e.state == EntryState.FAILED.value,
+                    e.kind.in_([EntryKind.URL.value, EntryKind.PATH.value]),
+                )
+                .values(state=EntryState.PENDING.value, error=None, permanent=None, updated_at=now)
+            ).rowcount
+            if count:
+                conn.execute(
+                    jobs_table.update()
+                    .where(jobs_table.c.id == job_id)
+                    .values(status=JobStatus.QUEUED.value, finished_at=None, updated_at=now)
+                )
+        return count
+
+    def job_items(self, job_id: int, chunk: int | None = None) -> list[Item]:
+        """The catalog items a job's (or one chunk's) done entries became, each once."""
+        e = job_entries_table.c
+        where = [e.job_id == job_id, e.state == EntryState.DONE.value, e.chunk >= 0]
+        if chunk is not None:
+            where.append(e.chunk == chunk)
+        ids = sa.select(e.item_id).where(*where).scalar_subquery()
+        stmt = items_table.select().where(items_table.c.id.in_(ids)).order_by(items_table.c.id)
+        with self.engine.connect() as conn:
+            return [_item(row) for row in conn.execute(stmt)]
+
+    def job_chunks_with_items(
+        self, job_id: int, statuses: Iterable[str], idle_for: timedelta | None = None
+    ) -> list[int]:
+        """Chunks (ascending) whose done entries include an item in one of ``statuses``.
+
+        With ``idle_for``: only chunks none of whose entries changed for that long.
+        """
+        e = job_entries_table.c
+        with_items = (
+            sa.select(e.chunk)
+            .join(items_table, items_table.c.id == e.item_id)
+            .where(
+                e.job_id == job_id,
+                e.chunk >= 0,
+                e.state == EntryState.DONE.value,
+                items_table.c.status.in_([_check_status(s, ItemStatus) for s in statuses]),
+            )
+            .distinct()
+        )
+        if idle_for is None:
+            stmt = with_items.order_by(e.chunk)
+        else:
+            stmt = (
+                sa.select(e.chunk)
+                .where(e.job_id == job_id, e.chunk.in_(with_items.scalar_subquery()))
+                .group_by(e.chunk)
+                .having(sa.func.max(e.updated_at) <= utcnow() - idle_for)
+                .order_by(e.chunk)
+            )
+        with self.engine.connect() as conn:
+            return [int(chunk) for chunk in conn.execute(stmt).scalars()]
+
+    def touch_chunks(self, job_id: int, chunks: Sequence[int]) -> None:
+        """Mark chunks as just looked at (the sweeper's clock; states do not change)."""
+        if not chunks:
+            return
+        e = job_entries_table.c
+        with self.engine.begin() as conn:
+            conn.execute(
+                job_entries_table.update()
+                .where(e.job_id == job_id, e.chunk.in_(list(chunks)))
+                .values(updated_at=utcnow())
+            )
+
+    def job_counts(self, job_id: int) -> tuple[dict[str, int], dict[str, int], dict[str, int]]:
+        """``(fetch entries by state, removal entries by state, items by status)``.
+
+        Items are those the job's done entries became, counted once each.
+        """
+        e = job_entries_table.c
+        fetches = {state.value: 0 for state in (EntryState.PENDING, EntryState.DONE,
+                                                EntryState.FAILED)}
+        removals = {state.value: 0 for state in (EntryState.PENDING, EntryState.REMOVED,
+                                                 EntryState.KEPT)}
+        items = {status.value: 0 for status in ItemStatus}
+        is_removal = e.kind == EntryKind.REMOVE.value
+        by_state = (
+            sa.select(is_removal.label("removal"), e.state, sa.func.count())
+            .where(e.job_id == job_id)
+            .group_by(is_removal, e.state)
+        )
+        item_ids = (
+            sa.select(e.item_id)
+            .where(e.job_id == job_id, e.state == EntryState.DONE.value, sa.not_(is_removal))
+            .scalar_subquery()
+        )
+        by_status = (
+            sa.select(items_table.c.status, sa.func.count())
+            .where(items_table.c.id.in_(item_ids))
+            .group_by(items_table.c.status)
+        )
+        with self.engine.connect() as conn:
+            for removal, state, count in conn.execute(by_state):
+                target = removals if removal else fetches
+                target[state] = target.get(state, 0) + count
+            for status, count in conn.execute(by_status):
+                items[status] = count
+        return fetches, removals, items
+
+    def job_failures(self, job_id: int, limit: int | None = None) -> list[tuple[str, str]]:
+        """``(location, reason)`` of failed fetches, then of items that failed later."""
+        e = job_entries_table.c
+        failed = (
+            sa.select(e.location, e.error)
+            .where(e.job_id == job_id, e.state == EntryState.FAILED.value)
+            .order_by(e.id)
+        )
+        later = (
+            sa.select(e.location, items_table.c.error)
+            .join(items_table, items_table.c.id == e.item_id)
+            .where(
+                e.job_id == job_id,
+                e.state == EntryState.DONE.value,
+                e.kind != EntryKind.REMOVE.value,
+                items_table.c.status == ItemStatus.FAILED.value,
+            )
+            .order_by(e.id)
+        )
+        result: list[tuple[str, str]] = []
+        with self.engine.connect() as conn:
+            for stmt in (failed, later):
+                if limit is not None:
+                    if len(result) >= limit:
+                        break
+                    stmt = stmt.limit(limit - len(result))
+                result.extend((loc, error or "unknown error") for loc, error in conn.execute(stmt))
+        return result
+
+    def source_history(self, source: str, before_job_id: int | None = None) -> list[JobEntry]:
+        """Every entry of earlier jobs of ``source``, oldest first (re-crawl baselines)."""
+        e, j = job_entries_table.c, jobs_table.c
+        stmt = (
+            job_entries_table.select()
+            .join(jobs_table, jobs_table.c.id == e.job_id)
+            .where(j.source == source)
+            .order_by(e.id)
+        )
+        if before_job_id is not None:
+            stmt = stmt.where(e.job_id < before_job_id)
+        with self.engine.connect() as conn:
+            return [_entry(row) for row in conn.execute(stmt)]
+
+    def item_used_elsewhere(self, item_id: str, job_id: int, source: str | None) -> bool:
+        """Whether another location of this job, or another source, still offers the item."""
+        e, j = job_entries_table.c, jobs_table.c
+        stmt = (
+            sa.select(e.id)
+            .join(jobs_table, j.id == e.job_id)
+            .where(
+                e.item_id == item_id,
+                e.state == EntryState.DONE.value,
+                e.kind != EntryKind.REMOVE.value,
+                sa.or_(e.job_id == job_id, j.source.is_distinct_from(source)),
+            )
+            .limit(1)
+        )
+        with self.engine.connect() as conn:
+            return conn.execute(stmt).first() is not None
+
+    def stalled_jobs(self, idle_for: timedelta) -> list[Job]:
+        """Unfinished jobs without any recorded progress for ``idle_for``."""
+        c = jobs_table.c
+        stmt = (
+            jobs_table.select()
+            .where(
+                c.status.in_([JobStatus.QUEUED.value, JobStatus.RUNNING.value]),
+                c.updated_at <= utcnow() - idle_for,
+            )
+            .order_by(c.id)
+        )
+        with self.engine.connect() as conn:
+            return [_job(row) for row in conn.execute(stmt)]
+
+    # -- sources ----------------------------------------------------------------
+
+    def register_source(self, location: str, *, recrawl: bool = True) -> Source:
+        """Remember a source for scheduled re-crawls; registering again updates ``recrawl``."""
+        s = sources_table.c
+        with self.engine.begin() as conn:
+            values = {"location": location, "recrawl": recrawl, "created_at": utcnow()}
+            if not self._insert_ignore(conn, sources_table, values):
+                conn.execute(
+                    sources_table.update().where(s.location == location).values(recrawl=recrawl)
+                )
+            row = conn.execute(sources_table.select().where(s.location == location)).one()
+        return _source(row)
+
+    def sources(self, *, recrawl_only: bool = False) -> list[Source]:
+        stmt = sources_table.select().order_by(sources_table.c.id)
+        if recrawl_only:
+            stmt = stmt.where(sources_table.c.recrawl.is_(True))
+        with self.engine.connect() as conn:
+            return [_source(row) for row in conn.execute(stmt)]
+
+    def add_fetches(self, source: str, records: Sequence[dict[str, Any]]) -> dict[str, int]:
+        """Queue many URLs of ``source`` at once (existing ones kept); ``{url: fetch id}``."""
+        now = utcnow()
+        f = fetches_table.c
+        urls = list(dict.fromkeys(r["url"] for r in records))
+        by_url = {r["url"]: r for r in records}
+        found: dict[str, int] = {}
+        with self.engine.begin() as conn:
+            for chunk in _chunks(urls):
+                for url, fetch_id in conn.execute(
+                    sa.select(f.url, f.id).where(f.source == source, f.url.in_(chunk))
+                ):
+                    found[url] = fetch_id
+            missing = [
+                {
+                    "url": url,
+                    "source": source,
+                    "product_id": by_url[url].get("product_id"),
+                    "label": by_url[url].get("label"),
+                    "title": by_url[url].get("title"),
+                    "page_url": by_url[url].get("page_url"),
+                    "status": FetchStatus.PENDING.value,
+                    "attempts": 0,
+                    "created_at": now,
+                    "updated_at": now,
+                }
+                for url in urls
+                if url not in found
+            ]
+            for row in missing:  # one by one: another process may be adding the same URL
+                self._insert_ignore(conn, fetches_table, row)
+            for chunk in _chunks([r["url"] for r in missing]):
+                for url, fetch_id in conn.execute(
+                    sa.select(f.url, f.id).where(f.source == source, f.url.in_(chunk))
+                ):
+                    found[url] = fetch_id
+        return found
+
+
+def _entry_row(
+    job_id: int, chunk: int, kind: str, entry: dict[str, Any], now: datetime
+) -> dict[str, Any]:
+    return {
+        "job_id": job_id,
+        "chunk": chunk,
+        "kind": kind,
+        "location": entry["location"],
+        "product_id": entry.get("product_id"),
+        "label": entry.get("label"),
+        "title": entry.get("title"),
+        "page_url": entry.get("page_url"),
+        "state": EntryState.PENDING.value,
+        "item_id": entry.get("item_id"),
+        "replaces": entry.get("replaces"),
+        "fetch_id": entry.get("fetch_id"),
+        "error": None,
+        "permanent": None,
+        "attempts": 0,
+        "updated_at": now,
+    }
+
+
+def _migrate_1_to_2(conn: Connection) -> None:
+    """Version 2 adds the jobs, job_entries and sources tables (nothing else changes)."""
+    for table in (jobs_table, job_entries_table, sources_table):
+        table.create(conn, checkfirst=True)
+
+
+_MIGRATIONS = {1: _migrate_1_to_2}

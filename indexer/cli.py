@@ -83,8 +83,30 @@ def build_parser() -> argparse.ArgumentParser:
         cmd_ingest,
         "lookalike ingest photos/            # one sub-folder per product or class",
         "lookalike ingest catalogue.csv      # columns: path or image_url, product_id, ...",
+        "lookalike ingest catalogue.csv --inline       # also download, embed and index, here",
+        "lookalike ingest catalogue.csv --background   # the workers do all of it; prints a job",
+        "lookalike ingest catalogue.csv --background --wait",
+        "lookalike ingest https://shop.example/ --background   # crawl the site for products",
     )
-    ingest.add_argument("path", type=Path, help="folder or manifest file")
+    ingest.add_argument(
+        "path", help="folder or manifest file; with --inline/--background also a site's URL"
+    )
+    how = ingest.add_mutually_exclusive_group()
+    how.add_argument(
+        "--inline", action="store_true",
+        help="run the whole job in this process: download URL rows, store, embed, index",
+    )
+    how.add_argument(
+        "--background", action="store_true",
+        help="record a job and hand it to the workers (`lookalike worker`); prints its id",
+    )
+    ingest.add_argument(
+        "--wait", action="store_true", help="with --background: show progress until the job ends"
+    )
+    ingest.add_argument(
+        "--once", action="store_true",
+        help="with --inline/--background: do not re-crawl this source on the beat schedule",
+    )
 
     embed = command(
         "embed", "embed every stored image the current model has not embedded yet", cmd_embed,
@@ -117,6 +139,27 @@ def build_parser() -> argparse.ArgumentParser:
     )
     stats.set_defaults(handler=cmd_index_stats)
     stats.add_argument("--json", action="store_true", help="print JSON")
+    rollback = index_commands.add_parser(
+        "rollback", help="switch back to the index version that was current before this one",
+        description="Switch CURRENT back to the previously active index version (repeat to go "
+        "further back). Versions that fail verification or hold another model are skipped.",
+        epilog=_examples("lookalike index rollback"),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    rollback.set_defaults(handler=cmd_index_rollback)
+    reindex = index_commands.add_parser(
+        "reindex", help="embed what the current model lacks, rebuild the index, switch to it",
+        description="Re-index: embed every item the current model has not embedded (all of "
+        "them after `lookalike models use`), build a new index version from the vector store, "
+        "switch to it atomically and prune old versions (the previous ones stay for "
+        "`lookalike index rollback`). Only one re-index runs at a time.",
+        epilog=_examples("lookalike index reindex", "lookalike index reindex --background"),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    reindex.set_defaults(handler=cmd_index_reindex)
+    reindex.add_argument(
+        "--background", action="store_true", help="queue it for the index worker instead"
+    )
 
     search = command(
         "search", "find the catalogue images that look most like IMAGE", cmd_search,
@@ -213,7 +256,70 @@ def build_parser() -> argparse.ArgumentParser:
     )
     use.add_argument("name", help="a name from `lookalike models list`, or 'pretrained'")
     use.set_defaults(handler=cmd_models_use)
+
+    worker = command(
+        "worker", "run a background worker (Celery) for some or all of the queues", cmd_worker,
+        "lookalike worker                                 # every queue, one process",
+        "lookalike worker --queues ingest --concurrency 8  # downloads: I/O bound",
+        "lookalike worker --queues embed                  # one per GPU",
+        "LOOKALIKE_BROKER_URL=redis://localhost:6379/0 lookalike worker --queues index",
+    )
+    worker.add_argument(
+        "--queues", "-Q", type=_queue_list,
+        help="comma-separated: ingest, embed, index (default: all three)",
+    )
+    worker.add_argument(
+        "--concurrency", "-c", type=_positive_int,
+        help="pool processes (default: 1 with embed or index, else 4); index needs 1",
+    )
+    worker.add_argument(
+        "--pool", "-P", choices=("prefork", "solo", "threads"), default="prefork",
+        help="prefork (default: time limits enforced, a dead child's task requeued), solo, "
+        "threads",
+    )
+    worker.add_argument("--name", "-n", help="node name (default: QUEUES@HOST)")
+    worker.add_argument("--loglevel", "-l", default="INFO", help="DEBUG, INFO (default), WARNING")
+
+    beat = command(
+        "beat", "run the scheduler: re-crawl sources, re-index, sweep stalled jobs", cmd_beat,
+        "lookalike beat",
+        "LOOKALIKE_REINDEX_INTERVAL=3600 LOOKALIKE_RECRAWL_INTERVAL=0 lookalike beat",
+    )
+    beat.add_argument(
+        "--schedule", type=Path,
+        help="where beat keeps its state (default: HOME/celerybeat-schedule)",
+    )
+    beat.add_argument("--loglevel", "-l", default="INFO", help="DEBUG, INFO (default), WARNING")
+
+    jobs = command(
+        "jobs", "show jobs (ingest, re-crawl, re-index): progress, counts, failures; retry",
+        cmd_jobs,
+        "lookalike jobs                  # the latest jobs",
+        "lookalike jobs 12 --json        # one job, its counts and failed URLs with reasons",
+        "lookalike jobs retry 12         # queue job 12's failed URLs again (only those)",
+        "lookalike jobs retry 12 --inline",
+    )
+    jobs.add_argument("target", nargs="*", metavar="ID | retry ID",
+                      help="a job id to show, or `retry ID`")
+    jobs.add_argument("--json", action="store_true", help="print JSON")
+    jobs.add_argument("--limit", type=_positive_int, default=20,
+                      help="jobs to list (default 20); failures to show for one job (default 20)")
+    jobs.add_argument("--inline", action="store_true",
+                      help="with retry: fetch, embed and index here instead of in the workers")
     return parser
+
+
+WORKER_QUEUES = ("ingest", "embed", "index")
+
+
+def _queue_list(text: str) -> list[str]:
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    unknown = [name for name in names if name not in WORKER_QUEUES]
+    if not names or unknown:
+        raise argparse.ArgumentTypeError(
+            f"expected a comma-separated list of {', '.join(WORKER_QUEUES)}; got {text!r}"
+        )
+    return list(dict.fromkeys(names))
 
 
 def _engine(args):
@@ -254,10 +360,66 @@ def cmd_demo(args) -> None:
 
 
 def cmd_ingest(args) -> None:
-    if not args.path.exists():
-        raise CommandError(f"no such file or folder: {args.path}")
+    from indexer.jobs import is_url
+
+    if is_url(args.path):
+        if not (args.inline or args.background):
+            raise CommandError("a site to crawl needs --inline or --background")
+    else:
+        args.path = Path(args.path)
+        if not args.path.exists():
+            raise CommandError(f"no such file or folder: {args.path}")
+    if args.wait and not args.background:
+        raise CommandError("--wait goes with --background")
+    if args.once and not (args.inline or args.background):
+        raise CommandError("--once goes with --inline or --background")
+    if args.background:
+        _ingest_background(args)
+        return
     with _engine(args) as engine:
-        _print_ingest(engine.ingest(args.path, progress=True))
+        if not args.inline:
+            _print_ingest(engine.ingest(args.path, progress=True))
+            return
+        from indexer import jobs
+
+        job = jobs.submit_source(engine.catalog, engine.settings, args.path,
+                                 register=not args.once)
+        print(f"job {job.id}: {job.total if job.planned else 'crawling for'} images from "
+              f"{job.source}")
+        state = jobs.run_inline(engine, job.id, progress_bar=True)
+        _print_job(state, failures=20)
+
+
+def _ingest_background(args) -> None:
+    from indexer.catalog import Catalog
+    from workers import client
+
+    settings = _settings(args)
+    with Catalog(settings) as catalog:
+        job = client.submit(catalog, settings, args.path, register=not args.once)
+        what = f"{job.total} images from" if job.planned else "a crawl of"
+        print(f"job {job.id} queued: {what} {job.source} "
+              f"(`lookalike jobs {job.id}` shows its progress)")
+        if args.wait:
+            state = _wait_for(catalog, job.id)
+            _print_job(state, failures=20)
+            if state.job.status != "done":
+                raise CommandError(f"job {job.id} ended {state.job.status}: {state.job.message}")
+
+
+def _wait_for(catalog, job_id: int, interval: float = 0.5):
+    from indexer import jobs
+
+    last = None
+    while True:
+        state = jobs.progress(catalog, job_id, failures=0)
+        line = f"job {job_id} {state.job.status}: {state.summary()}"
+        if line != last:
+            print(line, file=sys.stderr, flush=True)
+            last = line
+        if state.job.finished:
+            return jobs.progress(catalog, job_id, failures=20)
+        time.sleep(interval)
 
 
 def cmd_embed(args) -> None:
@@ -406,6 +568,157 @@ def cmd_models_list(args) -> None:
         loss = entry.card.loss.get("name") if isinstance(entry.card.loss, dict) else entry.card.loss
         print(f"{mark} {entry.name:<48} {loss or '-':<16} dim {entry.card.embedding_dim:<5} "
               f"{figures}  {entry.card.created}")
+
+
+def cmd_index_rollback(args) -> None:
+    with _engine(args) as engine:
+        before = engine.indexes.current_version()
+        version = engine.indexes.rollback(expected_model_version=engine.model.version)
+        manifest = engine.indexes.manifest(version)
+        print(f"index version {version} is current again ({manifest.total} vectors); "
+              f"left {before}")
+
+
+def cmd_index_reindex(args) -> None:
+    if args.background:
+        from indexer.catalog import Catalog
+        from workers import client
+
+        settings = _settings(args)
+        with Catalog(settings) as catalog:
+            job = client.reindex(catalog, settings)
+        print(f"re-index job {job.id} queued (`lookalike jobs {job.id}` shows it)")
+        return
+    from indexer import jobs
+    from workers.locks import reindex_lock_factory
+
+    with _engine(args) as engine:
+        started = time.perf_counter()
+        job = jobs.new_reindex_job(engine.catalog)
+        outcome = jobs.reindex(engine, job.id, lock=reindex_lock_factory(engine.settings),
+                               progress_bar=True)
+        if outcome.status != "done":
+            raise CommandError(outcome.message)
+        print(f"{outcome.message} ({time.perf_counter() - started:.1f} s)")
+
+
+def cmd_worker(args) -> None:
+    import os
+
+    from workers.app import create_app
+    from workers.wiring import PRELOAD_KEY
+
+    settings = _settings(args)
+    names = {"ingest": settings.queue_ingest, "embed": settings.queue_embed,
+             "index": settings.queue_index}
+    chosen = args.queues or list(WORKER_QUEUES)
+    heavy = bool({"embed", "index"} & set(chosen))
+    concurrency = args.concurrency or (1 if heavy else 4)
+    if "index" in chosen and concurrency > 1 and args.pool != "solo":
+        raise CommandError("the index queue takes one consumer: give it its own worker "
+                           "with --concurrency 1 (e.g. --queues index)")
+    os.environ["LOOKALIKE_HOME"] = str(settings.home)  # for anything the pool re-reads
+    app = create_app(settings)
+    app.conf[PRELOAD_KEY] = heavy
+    node = args.name or f"{'-'.join(chosen)}@%h"
+    app.worker_main([
+        "worker", "--queues", ",".join(names[q] for q in chosen),
+        "--concurrency", str(concurrency), "--pool", args.pool, "--hostname", node,
+        "--loglevel", args.loglevel, "--without-gossip", "--without-mingle",
+        "--without-heartbeat",
+    ])
+
+
+def cmd_beat(args) -> None:
+    import os
+
+    from workers.app import create_app
+
+    settings = _settings(args)
+    app = create_app(settings)
+    if not app.conf.beat_schedule:
+        raise CommandError("nothing to schedule: LOOKALIKE_SWEEP_INTERVAL, "
+                           "LOOKALIKE_RECRAWL_INTERVAL and LOOKALIKE_REINDEX_INTERVAL are all 0")
+    os.environ["LOOKALIKE_HOME"] = str(settings.home)
+    schedule = args.schedule or settings.home / "celerybeat-schedule"
+    schedule.parent.mkdir(parents=True, exist_ok=True)
+    app.start(["beat", "--schedule", str(schedule), "--loglevel", args.loglevel])
+
+
+def cmd_jobs(args) -> None:
+    from indexer import jobs
+    from indexer.catalog import Catalog
+
+    target = args.target
+    settings = _settings(args)
+    if target and target[0] == "retry":
+        if len(target) != 2:
+            raise CommandError("usage: lookalike jobs retry ID")
+        job_id = _job_id(target[1])
+        if args.inline:
+            with _engine(args) as engine:
+                chunks = jobs.retry_failed(engine.catalog, job_id)
+                if not chunks:
+                    print(f"job {job_id} has no failed URLs to retry")
+                    return
+                _print_job(jobs.run_inline(engine, job_id, progress_bar=True), failures=20)
+            return
+        from workers import client
+
+        with Catalog(settings) as catalog:
+            if catalog.get_job(job_id) is None:
+                raise CommandError(f"no job {job_id}")
+            queued = client.retry(catalog, settings, job_id)
+        print(f"job {job_id}: {queued} chunks with failed URLs queued again" if queued else
+              f"job {job_id} has no failed URLs to retry")
+        return
+    if len(target) > 1:
+        raise CommandError("expected a job id, or `retry ID`")
+    with Catalog(settings) as catalog:
+        if target:
+            job_id = _job_id(target[0])
+            if catalog.get_job(job_id) is None:
+                raise CommandError(f"no job {job_id}")
+            state = jobs.progress(catalog, job_id, failures=args.limit)
+            if args.json:
+                print(json.dumps(state.as_dict(), indent=2))
+            else:
+                _print_job(state, failures=args.limit)
+            return
+        listed = list(jobs.iter_jobs_progress(catalog, limit=args.limit))
+    if args.json:
+        print(json.dumps([state.as_dict() for state in listed], indent=2))
+        return
+    if not listed:
+        print("no jobs yet")
+    for state in listed:
+        job = state.job
+        print(f"{job.id:>5}  {job.kind:<8} {job.status:<8} {job.created_at:%Y-%m-%d %H:%M}  "
+              f"{state.summary()}  {job.source or ''}")
+
+
+def _job_id(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise CommandError(f"a job id is a whole number, got {text!r}") from None
+    if value < 1:
+        raise CommandError(f"a job id is at least 1, got {value}")
+    return value
+
+
+def _print_job(state, failures: int = 20) -> None:
+    job = state.job
+    print(f"job {job.id} ({job.kind}) {job.status}: {state.summary()}")
+    if job.source:
+        print(f"  source:  {job.source}")
+    if job.message and job.kind != "reindex":
+        print(f"  message: {job.message}")
+    for location, reason in state.failures[:failures]:
+        print(f"  failed {location}: {reason}")
+    if state.failed > len(state.failures[:failures]):
+        print(f"  ... {state.failed - len(state.failures[:failures])} more "
+              f"(`lookalike jobs {job.id} --limit N`)")
 
 
 def cmd_models_use(args) -> None:

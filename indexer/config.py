@@ -6,10 +6,11 @@ nothing else reads the environment.
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 MiB = 1024 * 1024
@@ -55,10 +56,143 @@ class Settings(BaseSettings):
     )
     search_threads: int = Field(0, ge=0, description="0: one per shard, capped at CPU count")
 
+    # Fetching images over HTTP(S) (indexer.sources.fetch). Private, loopback and
+    # other internal addresses are refused unless a network here allows them.
+    fetch_allow_networks: list[str] = Field(
+        default_factory=list,
+        description='CIDRs that may be fetched although internal, e.g. ["127.0.0.0/8"]',
+    )
+    fetch_connect_timeout: float = Field(5.0, gt=0, description="seconds to open a connection")
+    fetch_read_timeout: float = Field(15.0, gt=0, description="seconds one read may wait")
+    fetch_deadline: float = Field(30.0, gt=0, description="seconds for one whole download")
+    fetch_max_bytes: int | None = Field(None, gt=0, description="default: max_image_bytes")
+    fetch_user_agent: str = "LookalikeBot/0.1"
+    fetch_per_host_interval: float = Field(
+        1.0, ge=0, description="seconds between two requests to one host, shared by workers"
+    )
+    fetch_retries: int = Field(3, ge=0, le=10, description="retries of transient failures")
+    fetch_backoff: float = Field(0.5, ge=0, description="first retry delay; doubles each time")
+    fetch_max_backoff: float = Field(
+        30.0, ge=0, description="longest retry delay, Retry-After included"
+    )
+    fetch_max_redirects: int = Field(5, ge=0, le=20)
+    fetch_respect_robots: bool = True
+    fetch_robots_ttl: float = Field(3600.0, gt=0, description="seconds robots.txt is cached")
+    redis_url: str | None = Field(
+        None, description="redis://… shared by workers (per-host rate limit); unset: in-process"
+    )
+
+    @field_validator("fetch_allow_networks")
+    @classmethod
+    def _valid_networks(cls, value: list[str]) -> list[str]:
+        networks = []
+        for cidr in value:
+            try:
+                networks.append(str(ipaddress.ip_network(cidr.strip(), strict=False)))
+            except ValueError:
+                raise ValueError(f"not a network in CIDR notation: {cidr!r}") from None
+        return networks
+
     @field_validator("home")
     @classmethod
     def _absolute_home(cls, value: Path) -> Path:
         return value.expanduser().resolve()
+
+    # -- Background workers (workers/, indexer.jobs) ---------------------------------
+    # Celery: Redis when broker_url is set, else an embedded transport (files under
+    # home/broker) that needs no server. Intervals are seconds; 0 switches a schedule off.
+    broker_url: str | None = Field(
+        None, description="redis://host:6379/0; unset: embedded filesystem transport in home"
+    )
+    result_backend: str | None = Field(
+        None, description="unset: the broker's Redis, or result files under home/celery-results"
+    )
+    broker_key_prefix: str = Field(
+        "lookalike:", description="prefix of the workers' Redis keys (queues, results, locks)"
+    )
+    queue_ingest: str = Field("ingest", min_length=1, description="fetch and store (I/O bound)")
+    queue_embed: str = Field("embed", min_length=1, description="embedding (one per GPU)")
+    queue_index: str = Field("index", min_length=1, description="the index writer (one consumer)")
+    broker_visibility_timeout: float = Field(
+        4 * 3600.0, gt=0, description="seconds before Redis redelivers an unacknowledged task"
+    )
+    broker_restore_interval: float = Field(
+        10.0, gt=0, description="seconds between a worker's scans for abandoned Redis tasks"
+    )
+    task_soft_time_limit: float = Field(
+        1500.0, gt=0, description="seconds before a task is asked to stop"
+    )
+    task_time_limit: float = Field(1800.0, gt=0, description="seconds before a task is killed")
+    reindex_time_limit: float = Field(
+        3 * 3600.0, gt=0, description="seconds a full re-index may run (re-embedding included)"
+    )
+    ingest_chunk_size: int = Field(
+        64, ge=1, le=10_000, description="images per fetch task, and per embed task"
+    )
+    ingest_threads: int = Field(
+        4, ge=1, le=64, description="download threads of an in-process (--inline) ingest"
+    )
+    recrawl_interval: float = Field(
+        86400.0, ge=0, description="beat: re-read every registered source this often; 0: off"
+    )
+    reindex_interval: float = Field(
+        86400.0, ge=0, description="beat: full re-index this often; 0: off"
+    )
+    sweep_interval: float = Field(
+        60.0, ge=0, description="beat: look for stalled jobs this often; 0: off"
+    )
+    stalled_after: float = Field(
+        600.0, gt=0, description="a job without progress this long has its work queued again"
+    )
+    index_keep_versions: int = Field(
+        3, ge=2, description="index versions kept by a re-index (current + rollback targets)"
+    )
+    reindex_lock_ttl: float = Field(
+        60.0, gt=0, description="seconds the Redis re-index lock lives unless renewed"
+    )
+    crawl_max_depth: int = Field(2, ge=0, le=20, description="clicks from the start page")
+    crawl_max_pages: int = Field(500, ge=1, description="pages one crawl reads at most")
+    crawl_sitemaps_from_robots: bool = Field(
+        True, description="also start from the sitemaps robots.txt lists"
+    )
+
+    @model_validator(mode="after")
+    def _limits_below_visibility(self) -> Settings:
+        limits = {
+            "task_time_limit": self.task_time_limit,
+            "reindex_time_limit": self.reindex_time_limit,
+        }
+        for name, value in limits.items():
+            if value >= self.broker_visibility_timeout:
+                raise ValueError(
+                    f"{name} ({value:g} s) must be below broker_visibility_timeout "
+                    f"({self.broker_visibility_timeout:g} s), or Redis hands a running "
+                    "task to a second worker"
+                )
+        if self.task_soft_time_limit >= self.task_time_limit:
+            raise ValueError(
+                f"task_soft_time_limit ({self.task_soft_time_limit:g} s) must be below "
+                f"task_time_limit ({self.task_time_limit:g} s)"
+            )
+        queues = [self.queue_ingest, self.queue_embed, self.queue_index]
+        if len(set(queues)) != 3:
+            raise ValueError(f"queue names must differ, got {queues}")
+        return self
+
+    @property
+    def broker_is_redis(self) -> bool:
+        return (self.broker_url or "").startswith(("redis://", "rediss://", "unix://"))
+
+    @property
+    def lock_redis_url(self) -> str | None:
+        """The Redis that workers on several machines share for locks, if any."""
+        return self.redis_url or (self.broker_url if self.broker_is_redis else None)
+
+    @property
+    def broker_dir(self) -> Path:
+        return self.home / "broker"
+
+    # -- end of background workers ------------------------------------------------
 
     @property
     def catalog_url(self) -> str:

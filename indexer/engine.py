@@ -123,13 +123,22 @@ class Lookalike:
         interrupted run loses at most one chunk and a re-run picks up the rest;
         a chunk embedded twice leaves one vector per item (the store keeps the latest).
         """
-        version = self.model.version
-        embedded, failed = 0, []
-        pending = self.catalog.items_needing_embedding(version)
+        pending = self.catalog.items_needing_embedding(self.model.version)
         if limit is not None:
             pending = pending[:limit]
-        for start in range(0, len(pending), EMBED_CHUNK):
-            chunk = pending[start : start + EMBED_CHUNK]
+        return self.embed_items(pending, progress=progress)
+
+    def embed_items(self, items: Sequence[Item], progress: bool = False) -> EmbedReport:
+        """Embed these items with the current model, committed in chunks like :meth:`embed`.
+
+        The caller picks the items (a worker: one job chunk's); embedding an item
+        again replaces its vector, so a repeated call never duplicates one.
+        """
+        version = self.model.version
+        embedded, failed = 0, []
+        items = list(items)
+        for start in range(0, len(items), EMBED_CHUNK):
+            chunk = items[start : start + EMBED_CHUNK]
             paths = [self.settings.home / item.stored_path for item in chunk]
             done_ids, done_vectors = [], []
             for batch in self.embedder.embed_paths(paths, progress=progress):
@@ -200,6 +209,23 @@ class Lookalike:
             self.vectors.delete(vector_id)
         self.catalog.delete(item_id)
         return True
+
+    def remove_items(self, item_ids: Sequence[str]) -> int:
+        """Delete many items at once: one new index version, one tombstone part.
+
+        The index goes first and the catalog last, so an interrupted removal is
+        simply done again. Returns how many catalog rows were deleted.
+        """
+        items = self.catalog.get_many(item_ids)
+        if not items:
+            return 0
+        vector_ids = np.array([vector_id_for(i) for i in items], dtype=np.int64)
+        if self.indexes.current_version() is not None:
+            self.indexes.remove(vector_ids)
+        self.vectors.delete(vector_ids)
+        removed = sum(self.catalog.delete(item_id) for item_id in items)
+        log.info("removed %d items", removed)
+        return removed
 
     # -- search --------------------------------------------------------------
 

@@ -2,8 +2,9 @@
 
 Modules, one job each: ``factory`` (which index for which size), ``shards``
 (routing ids to shards, verified shard files), ``builder`` (train and fill shards),
-``manifest`` (what a version holds), ``store`` (versions on disk, CURRENT, the
-writer lock, copy-on-write updates), ``searcher`` (parallel search and top-k merge).
+``manifest`` (what a version holds), ``store`` (versions on disk, CURRENT and its
+history, rollback, pruning, the writer and re-index locks, copy-on-write updates),
+``searcher`` (parallel search and top-k merge).
 """
 
 from indexer.index.errors import (
@@ -13,6 +14,8 @@ from indexer.index.errors import (
     IndexLockedError,
     IndexNotFoundError,
     IndexStoreError,
+    NothingToRollBack,
+    ReindexRunning,
 )
 from indexer.index.factory import IndexSpec, resolve_spec
 from indexer.index.manifest import Manifest, ShardEntry
@@ -31,6 +34,8 @@ __all__ = [
     "IndexStoreError",
     "LoadedIndex",
     "Manifest",
+    "NothingToRollBack",
+    "ReindexRunning",
     "ShardEntry",
     "ShardedSearcher",
     "build_index",

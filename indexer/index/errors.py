@@ -30,3 +30,15 @@ class IndexNotFoundError(IndexLoadError):
 
 class IndexLockedError(IndexStoreError):
     """Another writer holds the index lock and the wait timed out."""
+
+
+class NothingToRollBack(IndexStoreError):
+    """No earlier activated version exists that still verifies (and fits the model)."""
+
+
+class ReindexRunning(IndexStoreError):
+    """Another process holds the re-index lock; this re-index must not start.
+
+    Deliberately not an :class:`IndexLockedError`: a caller should give up (a re-index
+    is already doing the work), not retry the way it would after a writer-lock timeout.
+    """

@@ -4,7 +4,9 @@ Layout under ``Settings.index_dir``::
 
     index/
       CURRENT                        # name of the live version, switched atomically
+      HISTORY                        # activated versions, by latest activation
       .lock                          # flock'ed by the single writer
+      .reindex.lock                  # flock'ed (non-blocking) for a whole re-index
       20261127T140501.123456Z-9f3a/  # a version: immutable once its manifest exists
         shard-00.faiss ... shard-NN.faiss
         manifest.json                # written last
@@ -14,7 +16,11 @@ in which only the shards it touches are rewritten and the others are hard links
 to the previous version's files, then switches ``CURRENT``. A reader therefore
 sees the old version or the new one, never a mix, and a crash at any point leaves
 ``CURRENT`` naming a complete version (a directory without a manifest is ignored).
-Older versions stay on disk for rollback (``activate`` an older name).
+
+Every switch of ``CURRENT`` is recorded in ``HISTORY``, so ``rollback`` can walk
+back through earlier activations and ``prune`` knows which old versions may go.
+Deleting a version never harms a newer one: shards shared through hard links stay
+on disk until their last link is gone.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ import fcntl
 import logging
 import os
 import shutil
+import socket
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -42,6 +49,8 @@ from indexer.index.errors import (
     IndexLoadError,
     IndexLockedError,
     IndexNotFoundError,
+    NothingToRollBack,
+    ReindexRunning,
 )
 from indexer.index.factory import NPROBE_RULE, resolve_spec
 from indexer.index.manifest import (
@@ -65,7 +74,12 @@ from indexer.index.shards import (
 log = logging.getLogger(__name__)
 
 CURRENT_NAME = "CURRENT"
+HISTORY_NAME = "HISTORY"
 LOCK_NAME = ".lock"
+REINDEX_LOCK_NAME = ".reindex.lock"
+# A version directory being deleted is renamed to this first, so that it vanishes
+# from readers in one step; a crash mid-delete leaves one for the next prune.
+_PRUNING_SUFFIX = ".pruning"
 
 
 @dataclass(frozen=True)
@@ -141,6 +155,20 @@ class IndexStore:
             raise IndexLoadError(f"{self.root / CURRENT_NAME} holds {name!r}, not a version name")
         return name
 
+    def history(self) -> list[str]:
+        """Activated versions, each once, by latest activation; the last is ``CURRENT``.
+
+        Empty before the first activation. Entries may name versions deleted since
+        (``rollback`` skips those). If a crash fell between switching ``CURRENT`` and
+        recording the switch, the current version is moved to the end here, so the
+        crash loses nothing.
+        """
+        history = self._read_history()
+        current = self.current_version()
+        if current is not None and history[-1:] != [current]:
+            history = _moved_to_end(history, current)
+        return history
+
     def manifest(self, version: str) -> Manifest:
         return read_manifest(self._version_dir(version))
 
@@ -213,6 +241,42 @@ class IndexStore:
         finally:
             os.close(fd)  # closing the descriptor releases the lock
 
+    @contextlib.contextmanager
+    def reindex_lock(self) -> Iterator[None]:
+        """Hold ``index/.reindex.lock`` for a whole re-index, or raise :class:`ReindexRunning`.
+
+        A re-index runs for minutes or hours; a second one started meanwhile (a beat
+        tick, an API trigger) would only repeat the work, so it fails at once instead
+        of queueing the way writers do. The lock is separate from the writer lock,
+        which the re-index takes for each write it makes, so other writers are not
+        shut out for its whole length. ``flock`` dies with its process: a killed
+        worker never leaves the lock behind. The Celery layer adds a Redis lock for
+        workers on other machines.
+        """
+        self.root.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.root / REINDEX_LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError as exc:
+                if exc.errno not in (errno.EAGAIN, errno.EACCES):
+                    raise
+                holder = os.pread(fd, 256, 0).decode("utf-8", "replace").strip()
+                raise ReindexRunning(
+                    f"a re-index of {self.root} is already running "
+                    f"({holder or 'holder unknown'}); not starting another"
+                ) from None
+            # Who holds it, for the message above; cleared again before release.
+            os.ftruncate(fd, 0)
+            holder = f"pid {os.getpid()} on {socket.gethostname()} since {utc_now_iso()}"
+            os.pwrite(fd, holder.encode("utf-8"), 0)
+            try:
+                yield
+            finally:
+                os.ftruncate(fd, 0)
+        finally:
+            os.close(fd)  # closing the descriptor releases the lock
+
     def build(
         self,
         ids: np.ndarray,
@@ -274,16 +338,111 @@ class IndexStore:
                 shutil.rmtree(directory, ignore_errors=True)
                 raise
             if activate:
-                switch_current(self.root, version)
+                self._switch(version)
         log.info("built index version %s (%s)", version, spec.factory)
         return version
 
     def activate(self, version: str) -> None:
-        """Make ``version`` current after checking all its shard files; rollback uses this too."""
+        """Make ``version`` current after checking all its shard files.
+
+        ``version`` moves to the end of the history, so activating an older version
+        by name is itself undone by ``rollback``.
+        """
         with self.writer_lock():
             self.verify(version)
-            switch_current(self.root, version)
+            self._switch(version)
         log.info("index version %s is now current", version)
+
+    def rollback(self, *, expected_model_version: str | None = None) -> str:
+        """Switch ``CURRENT`` to the version most recently active before it; return it.
+
+        Repeated calls walk further back through the history, never to and fro
+        between two versions: the version left is dropped from the history. Earlier
+        versions that were deleted, fail verification or (given
+        ``expected_model_version``) hold another model's vectors are skipped and
+        dropped as well, each with a warning, since serving them would fail. Raises
+        :class:`NothingToRollBack`, changing nothing, when no usable earlier version
+        is left. To ``prune`` the version left counts as never activated: it stays
+        while it is newer than the current version, so ``activate`` can bring it back.
+        """
+        with self.writer_lock():
+            current = self.current_version()
+            if current is None:
+                raise NothingToRollBack(f"no index version is current in {self.root}")
+            history = self.history()
+            earlier = history[:-1]
+            while earlier:
+                target = earlier[-1]
+                if self._usable(target, expected_model_version):
+                    break
+                earlier.pop()
+            else:
+                model = (
+                    ""
+                    if expected_model_version is None
+                    else f" for model {expected_model_version!r}"
+                )
+                raise NothingToRollBack(
+                    f"no earlier index version{model} to roll back to from {current} "
+                    f"in {self.root} ({len(history) - 1} earlier activations recorded)"
+                )
+            # HISTORY first, CURRENT second: see the note above _read_history.
+            self._write_history(earlier)
+            switch_current(self.root, target)
+        log.warning("index rolled back from %s to %s", current, target)
+        return target
+
+    def prune(self, keep: int = 2) -> list[str]:
+        """Delete versions no longer needed; return their names, oldest first.
+
+        Kept: the current version and the most recently activated ones that still
+        exist, ``keep`` in all, and versions never activated (or rolled back from)
+        that are newer than the current one, since they may yet be activated.
+        Deleted: older activated versions, versions never activated that are older
+        than the current one (left by a crash between writing a version and
+        switching to it, or superseded), and directories without a manifest
+        (half-written). With no current version, only the latter go. Runs under
+        the writer lock, so no version is being written or switched to meanwhile.
+        Shard files that a kept version shares through hard links stay on disk.
+        Shard checksums are not read here: ``rollback`` verifies what it picks.
+        With ``keep=1`` a searcher that read the previous ``CURRENT`` just before a
+        switch may find that version gone while loading it; the default leaves it.
+        """
+        if isinstance(keep, bool) or not isinstance(keep, int) or keep < 1:
+            raise ValueError(
+                f"keep must be an integer >= 1 (the current version is always kept), got {keep!r}"
+            )
+        with self.writer_lock():
+            self._sweep_leftovers()
+            current = self.current_version()
+            history = self.history()
+            complete = set(self.list_versions())
+            kept = {current} if current is not None else set()
+            for version in reversed(history):
+                if len(kept) >= keep:
+                    break
+                if version in complete:
+                    kept.add(version)
+            activated = set(history)
+            doomed: list[tuple[str, str]] = []
+            for entry in sorted(self.root.iterdir()):
+                name = entry.name
+                if name in kept or not is_version_name(name) or not entry.is_dir():
+                    continue
+                if name not in complete:
+                    doomed.append((name, "half-written, no manifest"))
+                elif name in activated:
+                    doomed.append((name, f"older than the {keep} most recently activated"))
+                elif current is not None and name < current:
+                    doomed.append((name, f"never activated and older than current {current}"))
+            for name, reason in doomed:
+                self._delete_version(name)
+                log.info("pruned index version %s (%s)", name, reason)
+            survivors = (complete | kept) - {name for name, _ in doomed}
+            compacted = [v for v in history if v in survivors]
+            if compacted != self._read_history():
+                self._write_history(compacted)
+        return [name for name, _ in doomed]
 
     def add(
         self,
@@ -325,6 +484,89 @@ class IndexStore:
         if version is None:
             raise IndexNotFoundError(f"no index version is current in {self.root}; build one first")
         return version
+
+    # Why a HISTORY file rather than a ``previous`` name: one name undoes one step
+    # only, and a second rollback would toggle back to the version just left; the
+    # manifest cannot hold it either (versions are immutable, and one version may be
+    # activated many times). HISTORY lists each activated version once, oldest
+    # first, in the order of its latest activation: a switch moves the version to
+    # the end, ``rollback`` drops the last one (so it never returns to a version it
+    # left), ``prune`` drops deleted versions. Because lines are removed, the file
+    # is rewritten whole through temp file, fsync and rename, like CURRENT, never
+    # appended to, so no reader meets a torn line; prune keeps it short. The order
+    # of the two writes makes a crash between them harmless: a switch writes
+    # CURRENT first and HISTORY second (``history()`` puts a CURRENT that is not
+    # recorded yet at the end); a rollback writes HISTORY first and CURRENT second
+    # (the CURRENT not yet switched is put at the end again: no rollback happened).
+
+    def _read_history(self) -> list[str]:
+        path = self.root / HISTORY_NAME
+        try:
+            lines = path.read_text(encoding="utf-8").split()
+        except FileNotFoundError:
+            return []
+        versions = [line for line in lines if is_version_name(line)]
+        if len(versions) != len(lines):
+            log.warning(
+                "%s: ignored %d lines that are not version names", path, len(lines) - len(versions)
+            )
+        return _last_occurrences(versions)
+
+    def _write_history(self, versions: list[str]) -> None:
+        """Replace HISTORY atomically; the caller holds the writer lock."""
+        atomic_write_text(self.root / HISTORY_NAME, "".join(f"{v}\n" for v in versions))
+
+    def _switch(self, version: str) -> None:
+        """Make ``version`` current and move it to the end of the history (lock held)."""
+        try:
+            history = self.history()
+        except IndexLoadError:  # CURRENT holds garbage: activating a version repairs it
+            history = self._read_history()
+        switch_current(self.root, version)
+        if history[-1:] != [version]:
+            try:
+                self._write_history(_moved_to_end(history, version))
+            except OSError as exc:  # the switch stands; history() puts CURRENT last anyway
+                log.warning("%s not updated for %s: %s", HISTORY_NAME, version, exc)
+
+    def _usable(self, version: str, expected_model_version: str | None) -> bool:
+        """Whether rollback may serve ``version``: it verifies and holds the right model."""
+        try:
+            manifest = self.verify(version)
+        except IndexLoadError as exc:
+            log.warning("rollback skips index version %s: %s", version, exc)
+            return False
+        if expected_model_version is not None and manifest.model_version != expected_model_version:
+            log.warning(
+                "rollback skips index version %s: built for model %r, not %r",
+                version,
+                manifest.model_version,
+                expected_model_version,
+            )
+            return False
+        return True
+
+    def _delete_version(self, version: str) -> None:
+        """Rename first (the version vanishes at once), then delete the files."""
+        trash = self.root / f".{version}{_PRUNING_SUFFIX}"
+        os.rename(self.root / version, trash)
+        fsync_dir(self.root)
+        _remove_tree(trash)
+
+    def _sweep_leftovers(self) -> None:
+        """Remove what crashed writers left behind, under the writer lock.
+
+        Half-deleted versions, and temp files of CURRENT and HISTORY: no writer is
+        active while the lock is held, so none of them is still being written.
+        """
+        temp_prefixes = (f".{CURRENT_NAME}.", f".{HISTORY_NAME}.")
+        for entry in self.root.iterdir():
+            name = entry.name
+            if name.startswith(".") and name.endswith(_PRUNING_SUFFIX) and entry.is_dir():
+                _remove_tree(entry)
+            elif name.startswith(temp_prefixes) and name.endswith(".tmp") and entry.is_file():
+                entry.unlink(missing_ok=True)
+                log.info("removed stale temp file %s", entry)
 
     def _new_version_dir(self) -> tuple[str, Path]:
         self.root.mkdir(parents=True, exist_ok=True)
@@ -378,7 +620,7 @@ class IndexStore:
             except BaseException:
                 shutil.rmtree(directory, ignore_errors=True)
                 raise
-            switch_current(self.root, version)
+            self._switch(version)
         log.info(
             "index %s -> %s: %s %d ids, rewrote shards %s",
             parent,
@@ -428,6 +670,23 @@ def _last_wins(ids: np.ndarray, vectors: np.ndarray) -> tuple[np.ndarray, np.nda
         return ids, vectors
     keep = np.sort(len(ids) - 1 - first_in_reversed)
     return ids[keep], vectors[keep]
+
+
+def _moved_to_end(history: list[str], version: str) -> list[str]:
+    """``history`` after activating ``version``: each version is listed once."""
+    return [v for v in history if v != version] + [version]
+
+
+def _last_occurrences(versions: list[str]) -> list[str]:
+    """Keep each version's last entry only (HISTORY as written holds no repeats)."""
+    return list(reversed(dict.fromkeys(reversed(versions))))
+
+
+def _remove_tree(path: Path) -> None:
+    try:
+        shutil.rmtree(path)
+    except OSError as exc:
+        log.warning("could not delete %s (%s); the next prune tries again", path, exc)
 
 
 def _reuse(source: Path, target: Path, entry: ShardEntry) -> ShardEntry:
@@ -505,3 +764,21 @@ def add(
 
 def remove(ids: np.ndarray, *, settings: Settings) -> str:
     return IndexStore.from_settings(settings).remove(ids)
+
+
+def history(*, settings: Settings) -> list[str]:
+    return IndexStore.from_settings(settings).history()
+
+
+def rollback(*, settings: Settings, expected_model_version: str | None = None) -> str:
+    return IndexStore.from_settings(settings).rollback(
+        expected_model_version=expected_model_version
+    )
+
+
+def prune(keep: int = 2, *, settings: Settings) -> list[str]:
+    return IndexStore.from_settings(settings).prune(keep)
+
+
+def reindex_lock(*, settings: Settings) -> contextlib.AbstractContextManager[None]:
+    return IndexStore.from_settings(settings).reindex_lock()

@@ -1,4 +1,9 @@
-"""Where images come from: folders and manifests (fetching and crawling come later)."""
+"""Where images come from: folders and manifests; web sites through their own modules.
+
+Fetching (:mod:`indexer.sources.fetch`) and crawling (:mod:`indexer.sources.crawl`)
+are imported from there: they pull in the HTTP stack, which folder and manifest
+readers do not need.
+"""
 
 from indexer.sources.folder import IMAGE_EXTENSIONS, iter_folder
 from indexer.sources.manifest import (

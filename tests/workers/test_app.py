@@ -1,0 +1,184 @@
+"""workers.app configuration, the embedded transport and the Redis re-index lock (no workers)."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import redis
+from kombu import Connection, Exchange, Queue
+from pydantic import ValidationError
+
+from indexer.config import Settings
+from indexer.index.errors import ReindexRunning
+from workers.app import TASK_NAMES, beat_schedule, celery_config, create_app
+from workers.locks import redis_lock, reindex_lock_factory
+
+
+def settings_for(tmp_path: Path, **values) -> Settings:
+    return Settings(home=tmp_path / "home", _env_file=None, **values)
+
+
+def test_json_only_late_acks_prefetch_one_and_each_stage_on_its_queue(tmp_path):
+    config = celery_config(settings_for(tmp_path, broker_url="redis://r:6379/2"))
+    assert config["accept_content"] == ["json"] and config["task_serializer"] == "json"
+    assert config["task_acks_late"] and config["task_reject_on_worker_lost"]
+    assert config["worker_prefetch_multiplier"] == 1
+    assert config["result_backend"] == "redis://r:6379/2"
+    transport = config["broker_transport_options"]
+    assert transport["visibility_timeout"] == 4 * 3600
+    assert config["task_time_limit"] < transport["visibility_timeout"]
+    assert transport["global_keyprefix"] == "lookalike:"
+    queues = {name: route["queue"] for name, route in config["task_routes"].items()}
+    assert queues == {
+        TASK_NAMES["start"]: "ingest", TASK_NAMES["fetch"]: "ingest",
+        TASK_NAMES["recrawl"]: "ingest", TASK_NAMES["sweep"]: "ingest",
+        TASK_NAMES["embed"]: "embed", TASK_NAMES["index"]: "index",
+        TASK_NAMES["reindex"]: "index",
+    }
+    app = create_app(settings_for(tmp_path, broker_url="redis://r:6379/2"))
+    assert set(TASK_NAMES.values()) <= set(app.tasks)
+    reindex = app.tasks[TASK_NAMES["reindex"]]
+    assert reindex.time_limit == 3 * 3600 < transport["visibility_timeout"]
+
+
+def test_without_a_broker_url_everything_stays_in_the_data_directory(tmp_path):
+    settings = settings_for(tmp_path)
+    config = celery_config(settings)
+    assert config["broker_url"].startswith("filesystem://")
+    assert config["broker_transport"] == "workers.broker:Transport"
+    assert config["broker_transport_options"]["data_folder_in"] == str(
+        settings.home / "broker" / "queue")
+    assert config["result_backend"] == f"file://{settings.home / 'celery-results'}"
+    assert (settings.home / "broker" / "queue").is_dir()
+
+
+def test_time_limits_must_stay_below_the_visibility_timeout(tmp_path):
+    with pytest.raises(ValidationError, match="below broker_visibility_timeout"):
+        settings_for(tmp_path, broker_visibility_timeout=600, task_time_limit=600)
+    with pytest.raises(ValidationError, match="reindex_time_limit"):
+        settings_for(tmp_path, broker_visibility_timeout=3600)  # the 3 h re-index limit
+    with pytest.raises(ValidationError, match="task_soft_time_limit"):
+        settings_for(tmp_path, task_soft_time_limit=1800)
+    with pytest.raises(ValidationError, match="queue names must differ"):
+        settings_for(tmp_path, queue_embed="ingest")
+
+
+def test_beat_schedule_comes_from_settings_and_zero_switches_an_entry_off(tmp_path):
+    schedule = beat_schedule(settings_for(tmp_path, recrawl_interval=0, reindex_interval=3600,
+                                          sweep_interval=30))
+    assert set(schedule) == {"reindex", "sweep"}
+    assert schedule["reindex"] == {"task": TASK_NAMES["reindex"], "schedule": 3600.0,
+                                   "options": {"expires": 3600.0}}
+    assert beat_schedule(settings_for(tmp_path, recrawl_interval=0, reindex_interval=0,
+                                      sweep_interval=0)) == {}
+
+
+def _fs_connection(options: dict) -> Connection:
+    return Connection("filesystem://localhost/", transport="workers.broker:Transport",
+                      transport_options=options)
+
+
+def _publish(options: dict, start: int) -> None:
+    """In a process of its own: declare the queue (as every worker does) and send 100."""
+    queue = Queue("ingest", Exchange("ingest"), routing_key="ingest")
+    with _fs_connection(options) as conn:
+        producer = conn.Producer(serializer="json")
+        for n in range(start, start + 100):
+            producer.publish({"n": n}, exchange=queue.exchange, routing_key="ingest",
+                             declare=[queue])
+
+
+def test_the_embedded_transport_hands_each_message_to_exactly_one_consumer(tmp_path):
+    folder = tmp_path / "queue"
+    folder.mkdir()
+    options = {"data_folder_in": str(folder), "data_folder_out": str(folder),
+               "control_folder": str(tmp_path / "control"),
+               "claimed_folder": str(tmp_path / "claimed")}
+    queue = Queue("ingest", Exchange("ingest"), routing_key="ingest")
+    (folder / ".123_abc.ingest.msg.tmp").write_text("{half a mess")  # a writer mid-way
+
+    # Two processes starting at once race to create the exchange table: none may be lost.
+    context = multiprocessing.get_context("fork")
+    publishers = [context.Process(target=_publish, args=(options, s)) for s in (0, 100)]
+    for process in publishers:
+        process.start()
+    for process in publishers:
+        process.join(60)
+        assert process.exitcode == 0
+
+    received: list[int] = []
+    lock = threading.Lock()
+
+    def consume() -> None:
+        with _fs_connection(options) as conn:
+            simple = conn.SimpleQueue(queue)
+            while True:
+                try:
+                    message = simple.get(timeout=0.5)
+                except simple.Empty:
+                    return
+                with lock:
+                    received.append(message.payload["n"])
+                message.ack()
+
+    consumers = [threading.Thread(target=consume) for _ in range(2)]
+    for thread in consumers:
+        thread.start()
+    for thread in consumers:
+        thread.join()
+    assert sorted(received) == list(range(200))
+    assert [p.name for p in folder.iterdir()] == [".123_abc.ingest.msg.tmp"]
+    assert not list((tmp_path / "claimed").iterdir())
+
+
+HOLD_LOCK = textwrap.dedent("""
+    import sys, time, redis
+    from workers.locks import redis_lock
+    client = redis.Redis.from_url(sys.argv[1])
+    with redis_lock(client, sys.argv[2], ttl=float(sys.argv[3])):
+        print("held", flush=True)
+        time.sleep(600)
+""")
+
+
+def test_the_redis_lock_names_its_holder_is_renewed_and_expires_when_the_holder_dies(
+    redis_prefix, redis_url
+):
+    client = redis.Redis.from_url(redis_url)
+    key = f"{redis_prefix}reindex-lock"
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, redis_url, key, "1.5"],
+                              stdout=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        time.sleep(2.5)  # longer than the ttl: the holder renews it
+        with pytest.raises(ReindexRunning, match=rf"pid {holder.pid} on .*Redis lock {key}"):
+            with redis_lock(client, key, ttl=5):
+                pass
+        os.killpg(holder.pid, signal.SIGKILL)  # dies without releasing
+        holder.wait(10)
+        deadline = time.monotonic() + 5
+        while client.exists(key):
+            assert time.monotonic() < deadline, "the dead holder's lock never expired"
+            time.sleep(0.1)
+        with redis_lock(client, key, ttl=5):
+            assert client.exists(key)
+        assert not client.exists(key)  # released
+    finally:
+        if holder.poll() is None:
+            os.killpg(holder.pid, signal.SIGKILL)
+            holder.wait(10)
+
+
+def test_the_lock_factory_uses_redis_only_when_redis_is_configured(tmp_path):
+    assert reindex_lock_factory(settings_for(tmp_path)) is None
+    assert reindex_lock_factory(settings_for(tmp_path, broker_url="redis://x:1/0")) is not None
+    assert reindex_lock_factory(settings_for(tmp_path, redis_url="redis://x:1/0")) is not None

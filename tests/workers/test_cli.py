@@ -1,0 +1,107 @@
+"""The worker-related commands: help with examples, one-line errors, jobs, rollback, reindex."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from indexer.cli import build_parser, main
+
+COMMANDS = [["worker"], ["beat"], ["jobs"], ["index", "rollback"], ["index", "reindex"],
+            ["ingest"]]
+
+
+@pytest.mark.parametrize("command", COMMANDS, ids=" ".join)
+def test_every_new_command_has_help_with_an_example(command, capsys):
+    with pytest.raises(SystemExit) as exited:
+        build_parser().parse_args([*command, "--help"])
+    assert exited.value.code == 0
+    out = capsys.readouterr().out
+    assert "examples:" in out and "lookalike " in out.split("examples:")[1]
+
+
+def one_line_error(capsys) -> str:
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1, err
+    assert err.startswith("lookalike: error: ")
+    return err
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["worker", "--queues", "ingest,index", "--concurrency", "2"], "one consumer"),
+    (["jobs", "12345"], "no job 12345"),
+    (["jobs", "retry"], "usage: lookalike jobs retry ID"),
+    (["jobs", "retry", "x"], "whole number"),
+    (["jobs", "1", "2"], "expected a job id"),
+    (["index", "rollback"], "no index version is current"),
+])
+def test_bad_worker_commands_exit_2_with_one_line(make_setup, monkeypatch, capsys, args, message):
+    make_setup().apply(monkeypatch)
+    assert main(args) == 2
+    assert message in one_line_error(capsys)
+
+
+def test_bad_queue_names_and_an_empty_schedule_are_refused(make_setup, monkeypatch, capsys):
+    make_setup(sweep_interval=0, recrawl_interval=0, reindex_interval=0).apply(monkeypatch)
+    with pytest.raises(SystemExit) as exited:
+        main(["worker", "--queues", "ingest,gpu"])
+    assert exited.value.code == 2
+    assert "expected a comma-separated list of ingest, embed, index" in capsys.readouterr().err
+    assert main(["beat"]) == 2
+    assert "nothing to schedule" in one_line_error(capsys)
+
+
+def test_inline_ingest_jobs_retry_reindex_and_rollback(make_setup, shop, monkeypatch, capsys,
+                                                       tmp_path):
+    setup = make_setup(ingest_chunk_size=4)
+    setup.apply(monkeypatch)
+    manifest = shop.manifest(tmp_path / "m.csv", range(6))
+    with manifest.open("a") as handle:
+        handle.write(f"{shop.server.url('/gone.jpg')},gone\n")
+    assert main(["ingest", str(manifest), "--inline"]) == 0
+    out = capsys.readouterr().out
+    assert "job 1 (ingest) done: 7/7 fetched, 6 indexed, 1 failed" in out
+    assert f"failed {shop.server.url('/gone.jpg')}: HTTP 404" in out
+
+    assert main(["jobs", "--json"]) == 0
+    (listed,) = json.loads(capsys.readouterr().out)
+    assert (listed["id"], listed["status"], listed["fetches"]["failed"]) == (1, "done", 1)
+    assert main(["jobs"]) == 0
+    assert "    1  ingest   done" in capsys.readouterr().out
+
+    shop.urls([99])
+    shop.server.routes["/gone.jpg"] = shop.server.routes["/img/99.jpg"]  # it is back
+    assert main(["jobs", "retry", "1", "--inline"]) == 0
+    assert "done: 7/7 fetched, 7 indexed, 0 failed" in capsys.readouterr().out
+    assert main(["jobs", "retry", "1", "--inline"]) == 0
+    assert "no failed URLs to retry" in capsys.readouterr().out
+
+    assert main(["index", "reindex"]) == 0
+    assert "is current: 7 vectors of tiny-test" in capsys.readouterr().out
+    assert main(["index", "rollback"]) == 0
+    assert "(7 vectors)" in capsys.readouterr().out
+    assert main(["index", "reindex", "--background"]) == 0  # the embedded transport: a file
+    assert "re-index job 3 queued" in capsys.readouterr().out
+    assert [p.name.split(".", 1)[1] for p in (setup.home / "broker" / "queue").iterdir()] == [
+        "index.msg"]
+
+
+def test_the_procfile_runs_a_worker_per_queue_and_beat():
+    import shlex
+    from pathlib import Path
+
+    procfile = Path(__file__).resolve().parents[2] / "deploy" / "Procfile"
+    entries = dict(line.split(":", 1) for line in procfile.read_text().splitlines()
+                   if line.strip() and not line.startswith("#"))
+    assert set(entries) == {"ingest", "embed", "index", "beat"}
+    parser = build_parser()
+    queues = {}
+    for name, command in entries.items():
+        argv = shlex.split(command)
+        assert argv[0] == "lookalike"
+        args = parser.parse_args(argv[1:])
+        if name != "beat":
+            queues[name] = (args.queues, args.concurrency)
+    assert queues["index"] == (["index"], 1) and queues["embed"] == (["embed"], 1)
+    assert queues["ingest"][0] == ["ingest"]
