@@ -82,3 +82,48 @@ def test_a_manifest_of_200_urls_ends_up_searchable(
     assert main(["jobs", str(job_id), "--json"]) == 0
     shown = json.loads(capsys.readouterr().out)
     assert (shown["status"], shown["items"]["indexed"], shown["failures"]) == ("done", 200, [])
+
+
+def product_page(n: int) -> bytes:
+    return (
+        f"<!DOCTYPE html><html><head><title>Product {n}</title>"
+        f'<meta property="og:type" content="product">'
+        f'<meta property="og:image" content="/img/{n}.jpg"></head>'
+        f'<body><h1>Product {n}</h1><img src="/logo.png" class="logo"></body></html>'
+    ).encode()
+
+
+@pytest.mark.parametrize("broker", ["redis", "embedded"])
+def test_a_crawled_site_ends_up_searchable(
+    broker, make_setup, shop, procs, request, capsys, monkeypatch
+):
+    """Home → category → product pages with og:image; an off-site link is not followed."""
+    values = {}
+    if broker == "redis":
+        values = {"broker_url": request.getfixturevalue("redis_url"),
+                  "broker_key_prefix": request.getfixturevalue("redis_prefix")}
+    setup = make_setup(**values)
+    setup.apply(monkeypatch)
+    products = (0, 77, 199, 5, 6, 7)
+    server = shop.server
+    shop.urls(products)  # /img/N.jpg
+    links = "".join(f'<a href="/p/{n}.html">product {n}</a>' for n in products)
+    server.serve("/", b'<html><body><a href="/shoes/">shoes</a>'
+                 b'<a href="http://elsewhere.invalid/">partner</a></body></html>', "text/html")
+    server.serve("/shoes/", f"<html><body>{links}</body></html>".encode(), "text/html")
+    for n in products:
+        server.serve(f"/p/{n}.html", product_page(n), "text/html")
+
+    job_id = submit(capsys, server.url("/"))
+    procs.worker(setup)
+    state = wait_for_job(setup, job_id, procs)
+    assert state.job.status == "done", procs.logs()
+    assert state.items["indexed"] == len(products) and state.failed == 0
+    with Lookalike.open(setup.settings) as engine:
+        for n in (0, 77, 199):
+            hit = engine.search_image(images_factory.jpeg_bytes(seed=n), k=1)[0]
+            assert hit.score == pytest.approx(1, abs=1e-3)
+            assert (hit.item.title, hit.item.page_url) == (f"Product {n}",
+                                                          server.url(f"/p/{n}.html"))
+        ids, _ = engine.vectors.load()
+        assert len(ids) == len(set(ids)) == len(products)
