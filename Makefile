@@ -27,7 +27,7 @@ test: $(STAMP)
 	$(BIN)/python -m pytest
 
 lint: $(STAMP)
-	$(BIN)/ruff check indexer workers tests
+	$(BIN)/ruff check indexer workers search_api tests
 
 bench-embed: $(STAMP)
 	$(BIN)/python tests/bench/bench_embed.py

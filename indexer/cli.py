@@ -280,6 +280,20 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("--name", "-n", help="node name (default: QUEUES@HOST)")
     worker.add_argument("--loglevel", "-l", default="INFO", help="DEBUG, INFO (default), WARNING")
 
+    serve = command(
+        "serve", "serve the HTTP search API (gunicorn; the model and index load at start)",
+        cmd_serve,
+        "LOOKALIKE_API_KEY=$(openssl rand -hex 24) lookalike serve   # http://127.0.0.1:8000",
+        "lookalike serve --bind 0.0.0.0:8080 --workers 4 --threads 8",
+        "curl -F image=@query.jpg 'http://127.0.0.1:8000/api/v1/search?k=5'",
+    )
+    serve.add_argument("--bind", "-b", help="host:port (default: $LOOKALIKE_API_BIND, "
+                       "127.0.0.1:8000)")
+    serve.add_argument("--workers", "-w", type=_positive_int,
+                       help="processes (default: $LOOKALIKE_API_WORKERS, 2)")
+    serve.add_argument("--threads", type=_positive_int,
+                       help="request threads per process (default: $LOOKALIKE_API_THREADS, 4)")
+
     beat = command(
         "beat", "run the scheduler: re-crawl sources, re-index, sweep stalled jobs", cmd_beat,
         "lookalike beat",
@@ -627,6 +641,16 @@ def cmd_worker(args) -> None:
         "--loglevel", args.loglevel, "--without-gossip", "--without-mingle",
         "--without-heartbeat",
     ])
+
+
+def cmd_serve(args) -> None:
+    import os
+
+    from search_api.serve import serve
+
+    settings = _settings(args)
+    os.environ["LOOKALIKE_HOME"] = str(settings.home)  # each worker process reads it again
+    serve(settings, bind=args.bind, workers=args.workers, threads=args.threads)
 
 
 def cmd_beat(args) -> None:

@@ -194,6 +194,29 @@ class Settings(BaseSettings):
 
     # -- end of background workers ------------------------------------------------
 
+    # -- HTTP search API (search_api/) ---------------------------------------------
+    # Writes (uploads, sources, deletes, reindex) need ``Authorization: Bearer <api_key>``;
+    # with no key configured every write is refused. Reads are open unless
+    # api_read_key_required is set.
+    api_key: str | None = Field(None, min_length=16, description="bearer key for writes")
+    api_read_key_required: bool = Field(False, description="reads need the key too")
+    api_max_upload_bytes: int = Field(
+        64 * MiB, gt=0, description="largest request body the API reads (MAX_CONTENT_LENGTH)"
+    )
+    api_max_form_memory_bytes: int = Field(
+        512 * 1024, gt=0, description="largest non-file form field held in memory"
+    )
+    api_max_form_parts: int = Field(1000, ge=1, description="most parts in one multipart body")
+    api_search_max_k: int = Field(100, ge=1, le=10_000, description="largest k a search may ask")
+    api_ready_retry_after: int = Field(
+        10, ge=1, description="seconds a 503 from /readyz or a search asks clients to wait"
+    )
+    api_preload: bool = Field(True, description="load the model and index when the app starts")
+    api_bind: str = Field("127.0.0.1:8000", description="gunicorn's address (host:port)")
+    api_workers: int = Field(2, ge=1, le=64, description="gunicorn worker processes")
+    api_threads: int = Field(4, ge=1, le=64, description="request threads per worker process")
+    # -- end of HTTP search API ----------------------------------------------------
+
     @property
     def catalog_url(self) -> str:
         return self.database_url or f"sqlite:///{self.home / 'catalog.sqlite3'}"

@@ -75,6 +75,8 @@ class Lookalike:
         self.catalog = Catalog.open(settings.catalog_url)
         self.indexes = IndexStore.from_settings(settings)
         self._searcher: tuple[str, ShardedSearcher] | None = None
+        # (vector-store parts, sorted ids, their vectors): see item_vector
+        self._vector_lookup: tuple[tuple, np.ndarray, np.ndarray] | None = None
 
     @classmethod
     def open(cls, settings: Settings | None = None, **overrides) -> Lookalike:
@@ -250,6 +252,27 @@ class Lookalike:
         if len(match) == 0:
             raise KeyError(f"item {item_id} has no vector for model {self.model.version}")
         return self._search_vectors(vectors[match[:1]], k)[0]
+
+    def item_vector(self, item_id: str) -> np.ndarray | None:
+        """The current model's stored vector of an item (1 x dim), or None if it has none.
+
+        For a long-running server: the vector store is read once into a sorted id
+        array and read again only when its parts change (new vectors, deletions).
+        """
+        parts = tuple(self.vectors.part_paths())
+        if self._vector_lookup is None or self._vector_lookup[0] != parts:
+            ids, vectors = self.vectors.load()  # sorted by id
+            self._vector_lookup = (parts, ids, vectors)
+        _, ids, vectors = self._vector_lookup
+        wanted = vector_id_for(item_id)
+        position = int(np.searchsorted(ids, wanted))
+        if position >= len(ids) or ids[position] != wanted:
+            return None
+        return vectors[position : position + 1]
+
+    def loaded_searcher(self) -> tuple[str, ShardedSearcher] | None:
+        """The (version, searcher) already in memory, without looking at CURRENT."""
+        return self._searcher
 
     def searcher(self) -> ShardedSearcher:
         """The searcher of the current index version, reloaded when CURRENT moves.

@@ -53,6 +53,16 @@ class Channel(filesystem.Channel):
             os.close(fd)
         return [filesystem.exchange_queue_t(*q) for q in (loads(text) if text else [])]
 
+    def queue_bind(self, queue, exchange=None, routing_key="", arguments=None, **kwargs):
+        super().queue_bind(queue, exchange, routing_key, arguments, **kwargs)
+        # kombu skips the exchange file when this process's in-memory state (global to
+        # the process) already knows the binding, e.g. from a broker in another folder
+        # earlier in the process or a file deleted since; the file is what other
+        # processes route by, so write it every time (adding a binding is idempotent).
+        exchange = exchange or "amq.direct"
+        meta = self.typeof(exchange).prepare_bind(queue, exchange, routing_key, arguments)
+        self._queue_bind(exchange, *meta)
+
     def _queue_bind(self, exchange: str, routing_key: str, pattern: str, queue: str) -> None:
         path = self._exchange_file(exchange)
         self.control_folder.mkdir(parents=True, exist_ok=True)

@@ -118,14 +118,30 @@ def test_the_embedded_transport_hands_each_message_to_exactly_one_consumer(tmp_p
     received: list[int] = []
     lock = threading.Lock()
 
+    deadline = time.monotonic() + 60
+
+    errors: list[BaseException] = []
+
     def consume() -> None:
+        try:
+            _consume()
+        except BaseException as exc:  # a thread's exception would otherwise vanish
+            errors.append(exc)
+            raise
+
+    def _consume() -> None:
+        # Poll until all 200 are in (not until the first empty poll: on a loaded machine
+        # a poll can come back empty while the other consumer holds a claim).
         with _fs_connection(options) as conn:
             simple = conn.SimpleQueue(queue)
-            while True:
+            while time.monotonic() < deadline:
+                with lock:
+                    if len(received) >= 200:
+                        return
                 try:
                     message = simple.get(timeout=0.5)
                 except simple.Empty:
-                    return
+                    continue
                 with lock:
                     received.append(message.payload["n"])
                 message.ack()
@@ -135,6 +151,7 @@ def test_the_embedded_transport_hands_each_message_to_exactly_one_consumer(tmp_p
         thread.start()
     for thread in consumers:
         thread.join()
+    assert not errors, errors
     assert sorted(received) == list(range(200))
     assert [p.name for p in folder.iterdir()] == [".123_abc.ingest.msg.tmp"]
     assert not list((tmp_path / "claimed").iterdir())
@@ -182,3 +199,27 @@ def test_the_lock_factory_uses_redis_only_when_redis_is_configured(tmp_path):
     assert reindex_lock_factory(settings_for(tmp_path)) is None
     assert reindex_lock_factory(settings_for(tmp_path, broker_url="redis://x:1/0")) is not None
     assert reindex_lock_factory(settings_for(tmp_path, redis_url="redis://x:1/0")) is not None
+
+
+def test_a_second_broker_folder_in_one_process_gets_its_own_bindings(tmp_path):
+    """kombu's in-memory binding state is process-wide; the exchange file must still be
+    written for every folder, or messages to the second folder are routed nowhere."""
+    queue = Queue("ingest", Exchange("ingest"), routing_key="ingest")
+    for name in ("first", "second"):
+        folder = tmp_path / name
+        options = {"data_folder_in": str(folder / "q"), "data_folder_out": str(folder / "q"),
+                   "control_folder": str(folder / "control"),
+                   "claimed_folder": str(folder / "claimed")}
+        (folder / "q").mkdir(parents=True)
+        _publish(options, 0)
+        with _fs_connection(options) as conn:
+            simple = conn.SimpleQueue(queue)
+            got = []
+            while True:
+                try:
+                    message = simple.get(timeout=0.2)
+                except simple.Empty:
+                    break
+                got.append(message.payload["n"])
+                message.ack()
+        assert sorted(got) == list(range(100)), name

@@ -1,0 +1,9 @@
+# gunicorn configuration of the search API in production:
+#   gunicorn -c deploy/gunicorn.conf.py
+# Address, processes and threads come from LOOKALIKE_API_BIND, LOOKALIKE_API_WORKERS and
+# LOOKALIKE_API_THREADS (indexer/config.py); the same options serve `lookalike serve`.
+from indexer.config import load_settings
+from search_api.serve import WSGI_APP, gunicorn_options
+
+wsgi_app = WSGI_APP
+globals().update(gunicorn_options(load_settings()))

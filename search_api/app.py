@@ -1,0 +1,108 @@
+"""The Flask app factory: settings, request limits, blueprints, one error shape, metrics."""
+
+from __future__ import annotations
+
+import io
+import logging
+import time
+from typing import Any
+
+from flask import Flask, g, jsonify, request
+from werkzeug.exceptions import RequestEntityTooLarge
+
+from indexer.config import Settings, load_settings
+from indexer.engine import Lookalike
+from search_api import errors
+from search_api.state import ApiState
+
+log = logging.getLogger(__name__)
+
+API_PREFIX = "/api/v1"
+
+
+def create_app(
+    config: dict[str, Any] | None = None,
+    *,
+    settings: Settings | None = None,
+    engine: Lookalike | None = None,
+) -> Flask:
+    """Build the app. ``config`` overrides Flask's; ``settings`` default to the environment.
+
+    ``engine`` lets tests (and an embedding program) share an already open engine.
+    With ``api_preload`` the model and the current index load here, before the
+    first request.
+    """
+    settings = settings or (engine.settings if engine is not None else load_settings())
+    app = Flask(__name__)
+    app.config.update(
+        MAX_CONTENT_LENGTH=settings.api_max_upload_bytes,
+        MAX_FORM_MEMORY_SIZE=settings.api_max_form_memory_bytes,
+        MAX_FORM_PARTS=settings.api_max_form_parts,
+        JSON_SORT_KEYS=False,
+        PROPAGATE_EXCEPTIONS=False,
+        TRAP_HTTP_EXCEPTIONS=False,
+    )
+    if config:
+        app.config.update(config)
+
+    state = ApiState(settings, engine)
+    app.extensions["lookalike"] = state
+    if settings.api_preload:
+        state.preload()
+
+    errors.register(app)
+    from search_api import health, items, jobs, openapi, search
+
+    app.register_blueprint(health.bp)
+    app.register_blueprint(search.bp, url_prefix=API_PREFIX)
+    app.register_blueprint(items.bp, url_prefix=API_PREFIX)
+    app.register_blueprint(jobs.bp, url_prefix=API_PREFIX)
+    app.register_blueprint(health.api_bp, url_prefix=API_PREFIX)
+    app.register_blueprint(openapi.bp, url_prefix=API_PREFIX)
+
+    @app.get("/openapi.json")
+    def root_openapi():
+        return jsonify(openapi.document())
+
+    @app.before_request
+    def _start_clock() -> None:
+        g.started = time.perf_counter()
+        _limit_unsized_body(app.config["MAX_CONTENT_LENGTH"])
+
+    @app.after_request
+    def _count(response):
+        started = g.get("started")
+        if started is not None:
+            route = request.url_rule.rule if request.url_rule is not None else "<unmatched>"
+            state.metrics.request(
+                request.method, route, response.status_code, time.perf_counter() - started
+            )
+        response.headers.setdefault("Cache-Control", "no-store")
+        return response
+
+    return app
+
+
+def _limit_unsized_body(limit: int | None) -> None:
+    """Refuse a chunked body (no Content-Length) over the limit with 413.
+
+    Werkzeug only truncates such a body at ``MAX_CONTENT_LENGTH``, which would
+    turn an oversized upload into a confusing "invalid JSON" or a cut image.
+    """
+    environ = request.environ
+    if limit is None or request.content_length is not None:
+        return
+    if not environ.get("wsgi.input_terminated"):
+        return  # no length and no terminated stream: Werkzeug reads nothing
+    raw = environ["wsgi.input"]
+    chunks, size = [], 0
+    while size <= limit:
+        chunk = raw.read(min(1 << 16, limit + 1 - size))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    if size > limit:
+        raise RequestEntityTooLarge()
+    environ["wsgi.input"] = io.BytesIO(b"".join(chunks))
+    environ["CONTENT_LENGTH"] = str(size)

@@ -1,0 +1,56 @@
+"""Run the API under gunicorn: ``lookalike serve`` here, ``deploy/gunicorn.conf.py`` in production.
+
+Both take their options from :func:`gunicorn_options`, so they cannot drift apart.
+Each worker process builds its own app (the model and index load in it before
+it takes a request); the app is not preloaded in the master, because a forked
+PyTorch runtime and faiss thread pools do not survive ``fork`` reliably.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from gunicorn.app.base import BaseApplication
+
+from indexer.config import Settings
+
+WSGI_APP = "search_api:create_app()"
+
+
+def gunicorn_options(settings: Settings, **overrides: Any) -> dict[str, Any]:
+    options = {
+        "bind": settings.api_bind,
+        "workers": settings.api_workers,
+        "worker_class": "gthread",
+        "threads": settings.api_threads,
+        "timeout": 120,  # a worker loading the model must not be killed as hung
+        "graceful_timeout": 30,
+        "keepalive": 5,
+        "limit_request_line": 8190,
+        "limit_request_fields": 100,
+        "limit_request_field_size": 8190,
+        "accesslog": "-",
+        "preload_app": False,
+    }
+    options.update({k: v for k, v in overrides.items() if v is not None})
+    return options
+
+
+class _Server(BaseApplication):
+    def __init__(self, options: dict[str, Any]):
+        self.options = options
+        super().__init__()
+
+    def load_config(self) -> None:
+        for name, value in self.options.items():
+            self.cfg.set(name, value)
+
+    def load(self):
+        from search_api import create_app
+
+        return create_app()
+
+
+def serve(settings: Settings, **overrides: Any) -> None:
+    """Serve until interrupted (blocks)."""
+    _Server(gunicorn_options(settings, **overrides)).run()

@@ -1,0 +1,71 @@
+"""What one API process holds: the engine (catalog, model), the live searcher and metrics.
+
+The model is loaded when the app is created, so the first query is not a cold
+one. The searcher is the engine's: each request takes it once and searches and
+reports that one version, so a response never mixes two index versions, while
+``CURRENT`` moving makes the next request load the new version (one request at
+a time does the loading; the others keep serving the version they hold).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from indexer.config import Settings
+from indexer.engine import Lookalike, NoIndexError
+from indexer.index.errors import IndexLoadError
+from indexer.index.searcher import ShardedSearcher
+from indexer.model.embed import Embedder
+from search_api.metrics import Metrics
+
+log = logging.getLogger(__name__)
+
+
+class NotReady(RuntimeError):
+    """The model or an index version is not loaded (yet)."""
+
+
+class ApiState:
+    def __init__(self, settings: Settings, engine: Lookalike | None = None):
+        self.settings = settings
+        self.engine = engine if engine is not None else Lookalike.open(settings)
+        self.metrics = Metrics()
+        self._swap = threading.Lock()
+        self._model_loaded = False
+
+    def preload(self) -> None:
+        """Load the model, and the current index version if there is one."""
+        self.load_model()
+        try:
+            self.searcher()
+        except NotReady as error:
+            log.warning("starting without an index: %s", error)
+
+    def load_model(self) -> None:
+        self.embedder()
+
+    def embedder(self) -> Embedder:
+        """The engine's embedder; loads the model on first use (at start with api_preload)."""
+        embedder = self.engine.embedder  # a cached property: the model loads once
+        self._model_loaded = True
+        return embedder
+
+    @property
+    def model_loaded(self) -> bool:
+        return self._model_loaded
+
+    def searcher(self) -> ShardedSearcher:
+        """The searcher of the current version, swapping in a new ``CURRENT`` when it moves."""
+        current = self.engine.indexes.current_version()
+        held = self.engine.loaded_searcher()
+        if held is not None and held[0] == current:
+            return held[1]
+        with self._swap:  # one loader; a failed new version keeps the old one serving
+            try:
+                return self.engine.searcher()
+            except (NoIndexError, IndexLoadError) as error:
+                raise NotReady(str(error)) from error
+
+    def close(self) -> None:
+        self.engine.close()

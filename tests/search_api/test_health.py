@@ -1,0 +1,54 @@
+"""Probes, metrics, stats and the OpenAPI document."""
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+
+def test_healthz_and_readyz(client, indexed):
+    assert client.get("/healthz").json == {"status": "ok"}
+    ready = client.get("/readyz")
+    assert ready.status_code == 200
+    assert ready.json["index_version"] == indexed.indexes.current_version()
+
+
+def test_metrics_count_requests_and_search_latency(client, indexed):
+    target = indexed.catalog.items_with_status("indexed")[0]
+    client.post("/api/v1/search", json={"item_id": target.id})
+    client.get("/api/v1/items/" + "c" * 64)
+    text = client.get("/metrics").get_data(as_text=True)
+    assert (
+        'lookalike_http_requests_total{method="POST",route="/api/v1/search",status="200"} 1'
+        in text
+    )
+    assert 'route="/api/v1/items/<item_id>",status="404"} 1' in text
+    assert 'lookalike_search_duration_seconds_count{query="item"} 1' in text
+    assert 'lookalike_http_request_duration_seconds_bucket{route="/api/v1/search",le="+Inf"} 1' \
+        in text  # fmt: skip
+    assert "lookalike_index_vectors 12" in text
+    assert "lookalike_model_loaded 1" in text
+
+
+def test_stats(client, indexed):
+    body = client.get("/api/v1/stats").json
+    assert body["items"]["indexed"] == 12
+    assert body["index"]["vectors"] == 12 and body["index"]["shards"] == 1
+    assert body["index"]["version"] == body["serving_version"]
+    assert body["model"]["version"] == indexed.model.version and body["model"]["loaded"]
+
+
+def test_openapi_document_covers_every_route(client):
+    document = client.get("/api/v1/openapi.json").json
+    assert document["openapi"].startswith("3.")
+    assert client.get("/openapi.json").json == document
+    app_routes = {
+        rule.rule.replace("<int:", "{").replace("<", "{").replace(">", "}")
+        for rule in client.application.url_map.iter_rules()
+        if rule.endpoint not in ("static", "root_openapi")
+    }
+    assert app_routes == set(document["paths"])
+    for path, operations in document["paths"].items():
+        for method, operation in operations.items():
+            if method == "parameters":
+                continue
+            assert "responses" in operation, (path, method)
