@@ -274,6 +274,22 @@ def _collate(items: Iterable[tuple[int, torch.Tensor | None, str | None]]) -> _L
     )
 
 
+class PixelNormalizer:
+    """uint8 NHWC pixels → normalised float NCHW on the device (a channels_last view)."""
+
+    def __init__(self, data_config: dict, device: torch.device) -> None:
+        mean = torch.tensor(data_config["mean"], dtype=torch.float32) * 255.0
+        std = torch.tensor(data_config["std"], dtype=torch.float32) * 255.0
+        self.mean = mean.view(1, -1, 1, 1).to(device)
+        self.inv_std = (1.0 / std).view(1, -1, 1, 1).to(device)
+        self.device = device
+
+    def __call__(self, pixels: torch.Tensor) -> torch.Tensor:
+        # (n, H, W, C) uint8 → (n, C, H, W) view: channels_last memory, no copy.
+        x = pixels.to(self.device, non_blocking=True).permute(0, 3, 1, 2)
+        return (x.float() - self.mean) * self.inv_std
+
+
 # ---------------------------------------------------------------------------------------
 # The embedder
 
@@ -318,10 +334,7 @@ class Embedder:
             torch.backends.cudnn.benchmark = True  # fixed input size: pick the fastest kernels
         self.model = model.eval().to(self.device, memory_format=torch.channels_last)
         self.preprocessor = Preprocessor(model.data_config, draft=draft, max_pixels=max_pixels)
-        mean = torch.tensor(model.data_config["mean"], dtype=torch.float32) * 255.0
-        std = torch.tensor(model.data_config["std"], dtype=torch.float32) * 255.0
-        self._mean = mean.view(1, -1, 1, 1).to(self.device)
-        self._inv_std = (1.0 / std).view(1, -1, 1, 1).to(self.device)
+        self.normalize = PixelNormalizer(model.data_config, self.device)
         logger.info(
             "embedder: %s on %s, %s, batch %d, %d %s loader workers, %d torch threads",
             model.card.version if model.card else model.architecture, self.device,
@@ -392,9 +405,7 @@ class Embedder:
 
     @torch.inference_mode()
     def _forward(self, pixels: torch.Tensor) -> np.ndarray:
-        # (n, H, W, C) uint8 → (n, C, H, W) view: channels_last memory, no copy.
-        x = pixels.to(self.device, non_blocking=True).permute(0, 3, 1, 2)
-        x = (x.float() - self._mean) * self._inv_std
+        x = self.normalize(pixels)
         with self.autocast():
             vectors = self.model(x)
         return vectors.float().cpu().numpy()

@@ -23,27 +23,12 @@ import torch
 from tqdm import tqdm
 
 from indexer.fsutil import atomic_write_text
-from indexer.model.embed import Preprocessor
+from indexer.model.embed import PixelNormalizer, Preprocessor
 from indexer.model.stages import BackboneSplit
 from indexer.training.augment import make_view, view_rng
 from indexer.training.data import LabelledImage
 
 log = logging.getLogger(__name__)
-
-
-class PixelNormalizer:
-    """uint8 NHWC pixels → normalised float NCHW (channels_last) on the device."""
-
-    def __init__(self, data_config: dict, device: torch.device) -> None:
-        mean = torch.tensor(data_config["mean"], dtype=torch.float32) * 255.0
-        std = torch.tensor(data_config["std"], dtype=torch.float32) * 255.0
-        self.mean = mean.view(1, -1, 1, 1).to(device)
-        self.inv_std = (1.0 / std).view(1, -1, 1, 1).to(device)
-        self.device = device
-
-    def __call__(self, pixels: torch.Tensor) -> torch.Tensor:
-        x = pixels.to(self.device, non_blocking=True).permute(0, 3, 1, 2)
-        return (x.float() - self.mean) * self.inv_std
 
 
 def load_views(images: Sequence[LabelledImage], positions: Sequence[int], views: Sequence[int],

@@ -31,6 +31,7 @@ from tqdm import tqdm
 
 from indexer.model.backbone import backbone_data_config, build_backbone, create_backbone
 from indexer.model.embed import (
+    PixelNormalizer,
     Preprocessor,
     autocast_context,
     resolve_device,
@@ -42,7 +43,7 @@ from indexer.model.stages import BackboneSplit
 from indexer.training.checkpoint import check_compatible, load_checkpoint, save_checkpoint
 from indexer.training.config import TrainConfig
 from indexer.training.data import TrainingData
-from indexer.training.inputs import CachedInputs, LiveInputs, PixelNormalizer, prefetched
+from indexer.training.inputs import CachedInputs, LiveInputs, prefetched
 from indexer.training.losses import build_loss
 from indexer.training.sampler import MPerClassBatches
 
@@ -189,11 +190,11 @@ class Trainer:
                   else inputs.load(positions, epoch, self.config.seed))
         return self.normalize(pixels).contiguous(memory_format=torch.channels_last)
 
-    def _embed(self, x: torch.Tensor, *, normalize: bool = True) -> torch.Tensor:
+    def _embed(self, x: torch.Tensor) -> torch.Tensor:
+        """The learned half's unit vectors from tail input (what the loss trains)."""
         with self.autocast():
-            features = self.model.head(self.split.tail(x))
-        features = features.float()
-        return F.normalize(features, dim=1) if normalize else features
+            pooled = self.split.tail(x)
+        return self._embed_pooled(pooled)
 
     @torch.no_grad()
     def _embed_all(self, inputs, count: int, pooled: bool = False) -> torch.Tensor:

@@ -24,6 +24,7 @@ import redis
 import sqlalchemy as sa
 import torch
 from local_http import LocalServer, responder
+from training_factory import write_tiny_model
 
 from indexer import jobs
 from indexer.catalog import (
@@ -49,13 +50,7 @@ REDIS_URL = "redis://127.0.0.1:6379/0"
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory) -> Path:
     """timm's test_efficientnet, random weights, 256-d pooled features: a real model, fast."""
-    torch.manual_seed(0)
-    backbone = build_backbone("test_efficientnet").eval()
-    model = EmbeddingModel(backbone, architecture="test_efficientnet",
-                           data_config=backbone_data_config(backbone))
-    directory = tmp_path_factory.mktemp("models") / "tiny"
-    save_model_dir(directory, model, version="tiny-test")
-    return directory
+    return write_tiny_model(tmp_path_factory.mktemp("models") / "tiny")
 
 
 @pytest.fixture

@@ -28,13 +28,11 @@ from pathlib import Path
 import images_factory
 import pytest
 import redis
-import torch
 from local_http import LocalServer
+from training_factory import write_tiny_model
 
 from indexer.catalog import Catalog
 from indexer.config import Settings
-from indexer.model.backbone import backbone_data_config, build_backbone
-from indexer.model.modeldir import EmbeddingModel, save_model_dir
 
 REDIS_URL = os.environ.get("LOOKALIKE_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 # The console script, not `python -m`: that puts the working directory on sys.path,
@@ -46,13 +44,7 @@ WAIT = 90.0  # seconds any one wait may take before the test fails with the logs
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory) -> Path:
     """timm's test_efficientnet with random weights: 256-d vectors, milliseconds per image."""
-    torch.manual_seed(0)
-    backbone = build_backbone("test_efficientnet").eval()
-    model = EmbeddingModel(backbone, architecture="test_efficientnet",
-                           data_config=backbone_data_config(backbone))
-    directory = tmp_path_factory.mktemp("models") / "tiny"
-    save_model_dir(directory, model, version="tiny-test")
-    return directory
+    return write_tiny_model(tmp_path_factory.mktemp("models") / "tiny")
 
 
 @dataclass

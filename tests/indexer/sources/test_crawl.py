@@ -23,8 +23,6 @@ import ipaddress
 import json
 import re
 import socket
-import sys
-import threading
 from collections.abc import Iterator
 from dataclasses import replace
 
@@ -50,38 +48,7 @@ MiB = 1024 * 1024
 
 # -- every connection attempt, watched ---------------------------------------------------
 
-_watch: list[tuple[str, int]] | None = None
-_watch_lock = threading.Lock()
-
-
-def _audit(event: str, args: tuple) -> None:
-    if event != "socket.connect" or _watch is None:
-        return
-    address = args[1]
-    if not isinstance(address, tuple):
-        return
-    host, port = str(address[0]), int(address[1])
-    with _watch_lock:
-        if _watch is not None:
-            _watch.append((host, port))
-    if not ipaddress.ip_address(host.split("%")[0]).is_loopback:
-        raise ConnectionRefusedError(f"test guard: connection to {host}:{port} blocked")
-
-
-sys.addaudithook(_audit)
-
-
-@pytest.fixture(autouse=True)
-def connections() -> Iterator[list[tuple[str, int]]]:
-    """(host, port) of every socket.connect during the test; non-loopback ones are blocked."""
-    global _watch
-    seen: list[tuple[str, int]] = []
-    _watch = seen
-    try:
-        yield seen
-    finally:
-        _watch = None
-
+# (the loopback guard and its `connections` fixture: conftest.py)
 
 # -- the shop --------------------------------------------------------------------------
 

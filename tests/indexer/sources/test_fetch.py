@@ -13,7 +13,6 @@ from __future__ import annotations
 import ipaddress
 import os
 import socket
-import sys
 import threading
 import time
 import uuid
@@ -41,38 +40,7 @@ HTML = b"<!DOCTYPE html>\n<html><head><title>Sign in</title></head><body>" + b"x
 
 # -- every connection attempt, watched -------------------------------------------------
 
-_watch: list[tuple[str, int]] | None = None
-_watch_lock = threading.Lock()
-
-
-def _audit(event: str, args: tuple) -> None:
-    if event != "socket.connect" or _watch is None:
-        return
-    address = args[1]
-    if not isinstance(address, tuple):
-        return  # a Unix socket
-    host, port = str(address[0]), int(address[1])
-    with _watch_lock:
-        if _watch is not None:
-            _watch.append((host, port))
-    if not ipaddress.ip_address(host.split("%")[0]).is_loopback:
-        raise ConnectionRefusedError(f"test guard: connection to {host}:{port} blocked")
-
-
-sys.addaudithook(_audit)
-
-
-@pytest.fixture(autouse=True)
-def connections() -> Iterator[list[tuple[str, int]]]:
-    """(host, port) of every socket.connect during the test; non-loopback ones are blocked."""
-    global _watch
-    seen: list[tuple[str, int]] = []
-    _watch = seen
-    try:
-        yield seen
-    finally:
-        _watch = None
-
+# (the loopback guard and its `connections` fixture: conftest.py)
 
 # -- servers and fetchers ---------------------------------------------------------------
 
