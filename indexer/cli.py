@@ -72,11 +72,27 @@ def build_parser() -> argparse.ArgumentParser:
         return sub
 
     demo = command(
-        "demo", "index a folder of images (or a generated sample) and run a search", cmd_demo,
-        "lookalike demo", "lookalike demo --images ~/product-photos",
+        "demo", "start the whole system (API, web UI, workers, beat) on this machine and index "
+        "a folder of images (or a generated sample) through it", cmd_demo,
+        "lookalike demo                          # then open http://127.0.0.1:8000/",
+        "lookalike demo --images ~/product-photos --bind 127.0.0.1:9000",
+        "lookalike demo --no-serve               # index here and run one search, no servers",
     )
     demo.add_argument("--images", type=Path, help="a folder of images (default: generated)")
-    demo.add_argument("-k", type=_positive_int, default=5, help="results to show (default 5)")
+    demo.add_argument("--bind", "-b", help="host:port of the API and web UI "
+                      "(default: $LOOKALIKE_API_BIND, 127.0.0.1:8000)")
+    demo.add_argument("--no-serve", action="store_true",
+                      help="index in this process and print one search; start nothing")
+    demo.add_argument("-k", type=_positive_int, default=5,
+                      help="with --no-serve: results to show (default 5)")
+
+    up = command(
+        "up", "start the API with the web UI, one worker per queue and beat; Ctrl-C stops all",
+        cmd_up,
+        "lookalike up", "LOOKALIKE_BROKER_URL=redis://127.0.0.1:6379/0 lookalike up -b :8080",
+    )
+    up.add_argument("--bind", "-b", help="host:port of the API and web UI "
+                    "(default: $LOOKALIKE_API_BIND, 127.0.0.1:8000)")
 
     ingest = command(
         "ingest", "add the images of a folder or a manifest (CSV / JSON Lines) to the catalog",
@@ -168,6 +184,26 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("image", type=Path, help="query image file")
     search.add_argument("-k", type=_positive_int, default=10, help="results (default 10)")
     search.add_argument("--json", action="store_true", help="print a JSON object")
+
+    catalogue_map = command(
+        "map", "compute the t-SNE map of an index version here, cache it, optionally draw it",
+        cmd_map,
+        "lookalike map                       # the current version; the API serves it",
+        "lookalike map --points 20000 --clusters 30",
+        "lookalike map --png map.png --color label",
+    )
+    catalogue_map.add_argument("--version", help="index version (default: the current one)")
+    catalogue_map.add_argument("--points", type=_positive_int,
+                               help="vectors to sample (default: $LOOKALIKE_MAP_MAX_POINTS, 5000)")
+    catalogue_map.add_argument("--clusters", type=_positive_int,
+                               help="k-means clusters (default: about sqrt(points/2))")
+    catalogue_map.add_argument("--png", type=Path, metavar="PATH",
+                               help="also save a scatter plot (points and colours, no photos)")
+    catalogue_map.add_argument("--color", choices=("cluster", "label"),
+                               help="colour of the PNG's dots (default: label when items have "
+                               "labels, else cluster)")
+    catalogue_map.add_argument("--size", type=_positive_int, default=1000,
+                               help="the PNG's width and height in pixels (default 1000)")
 
     evaluate = command(
         "evaluate", "Recall@K, MAP@R, R-Precision and NMI on the test classes of labelled folders",
@@ -343,19 +379,28 @@ def _engine(args):
     return Lookalike.open(**overrides)
 
 
-def cmd_demo(args) -> None:
+def _demo_images(args, settings) -> Path:
     from indexer.sample import write_sample_catalogue
 
+    if args.images is not None:
+        if not args.images.is_dir():
+            raise CommandError(f"--images: not a folder: {args.images}")
+        return args.images.resolve()
+    images = settings.home.resolve() / "sample-catalogue"
+    if not images.exists():
+        print(f"Generating a synthetic sample catalogue in {images}\n"
+              "  (drawn shapes, not photographs: it shows the machinery, not the quality;\n"
+              "   use --images DIR for your own photos) ...")
+        write_sample_catalogue(images)
+    return images
+
+
+def cmd_demo(args) -> None:
+    if not args.no_serve:
+        _serve_everything(args, demo=True)
+        return
     with _engine(args) as engine:
-        images = args.images
-        if images is None:
-            images = engine.settings.home / "sample-catalogue"
-            if not images.exists():
-                print(f"Generating a synthetic sample catalogue in {images} "
-                      "(drawn shapes, not photographs; use --images DIR for your own) ...")
-                write_sample_catalogue(images)
-        elif not images.is_dir():
-            raise CommandError(f"--images: not a folder: {images}")
+        images = _demo_images(args, engine.settings)
         started = time.perf_counter()
         report = engine.ingest(images, progress=True)
         _print_ingest(report)
@@ -371,6 +416,86 @@ def cmd_demo(args) -> None:
             raise CommandError("nothing was indexed; see the failures above")
         print(f"\nsearching with {query}:")
         _print_hits(engine.search_image(query, k=args.k), engine.settings.home)
+
+
+def cmd_up(args) -> None:
+    _serve_everything(args, demo=False)
+
+
+def _serve_everything(args, *, demo: bool) -> None:
+    """Start every process (:mod:`indexer.supervisor`); with ``demo``, index images through them."""
+    import os
+    import signal
+
+    from indexer import supervisor
+
+    settings = _settings(args)
+    bind = args.bind or settings.api_bind
+    host, port = supervisor.parse_bind(bind)
+    supervisor.require_free_port(host, port)
+    home = settings.home.resolve()
+    images = _demo_images(args, settings) if demo else None
+    env = {**os.environ, "LOOKALIKE_HOME": str(home), "LOOKALIKE_API_BIND": f"{host}:{port}"}
+    url = f"http://{supervisor.browser_host(host)}:{port}/"
+    mode = (f"broker {settings.broker_url}" if settings.broker_url
+            else f"embedded: no servers, files under {home}")
+    print(f"Starting Lookalike ({mode}); logs in {home / 'logs'}")
+
+    def stop_on_term(signum, frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop_on_term)
+    processes = supervisor.Supervisor(home / "logs", env)
+    try:
+        processes.start()
+        job = _submit_demo(settings, images) if images is not None else None
+        processes.wait(until=lambda: supervisor.answers(url + "healthz"))
+        print(f"\nLookalike is running at {url}  (search: {url}  map: {url}map  "
+              f"status: {url}status)\nPress Ctrl-C to stop.", flush=True)
+        if job is not None:
+            _follow_demo_job(processes, settings, job)
+        processes.wait()
+    except supervisor.ProcessExited as error:
+        raise CommandError(f"{error}; the end of its log ({processes.log_path(error.name)}):\n"
+                           f"{error.log_tail}") from None
+    except KeyboardInterrupt:
+        print("\nstopping ...", flush=True)
+    finally:
+        processes.stop()
+
+
+def _submit_demo(settings, images: Path) -> int:
+    from indexer.catalog import Catalog
+    from workers import client
+
+    with Catalog(settings) as catalog:
+        job = client.submit(catalog, settings, images)
+    print(f"job {job.id} queued: index {job.total} images from {images}")
+    return job.id
+
+
+def _follow_demo_job(processes, settings, job_id: int) -> None:
+    from indexer import jobs
+    from indexer.catalog import FINISHED_JOB_STATUSES, Catalog
+
+    with Catalog(settings) as catalog:
+        shown = None
+
+        def finished() -> bool:
+            nonlocal shown
+            state = jobs.progress(catalog, job_id, failures=5)
+            line = f"job {job_id}: {state.job.status}, {state.summary()}"
+            if line != shown:
+                print(line, flush=True)
+                shown = line
+            return state.job.status in FINISHED_JOB_STATUSES
+
+        processes.wait(until=finished, poll=1.0)
+        state = jobs.progress(catalog, job_id, failures=5)
+        for location, reason in state.failures:
+            print(f"  failed: {location}: {reason}")
+    print("indexed: search by photo in the browser; the map appears once it is computed.",
+          flush=True)
 
 
 def cmd_ingest(args) -> None:
@@ -484,6 +609,29 @@ def cmd_search(args) -> None:
             }, indent=2))
         else:
             _print_hits(hits, engine.settings.home)
+
+
+def cmd_map(args) -> None:
+    from indexer import maps
+    from indexer.catalog import Catalog
+
+    if args.png is not None and args.png.suffix.lower() != ".png":
+        raise CommandError(f"--png: the file name must end in .png, got {args.png}")
+    if not 64 <= args.size <= 8000:
+        raise CommandError(f"--size: 64 to 8000 pixels, got {args.size}")
+    settings = _settings(args)
+    with Catalog(settings) as catalog:
+        started = time.perf_counter()
+        # Computed afresh and cached: what the API serves for that version from now on.
+        data, _ = maps.ensure_map(settings, catalog, args.version, force=True,
+                                  max_points=args.points, clusters=args.clusters)
+    took = time.perf_counter() - started
+    print(f"map of index version {data['index_version']}: {data['sampled']} of "
+          f"{data['total']} vectors, {data['clusters']} clusters, {took:.1f} s "
+          f"({data['method']})")
+    if args.png is not None:
+        path = maps.render_png(data, args.png, size=args.size, color_by=args.color)
+        print(f"saved {path}")
 
 
 def cmd_evaluate(args) -> None:

@@ -217,6 +217,22 @@ class Settings(BaseSettings):
     api_threads: int = Field(4, ge=1, le=64, description="request threads per worker process")
     # -- end of HTTP search API ----------------------------------------------------
 
+    # -- Catalogue maps (indexer.maps): t-SNE of a sample of an index version --------
+    map_max_points: int = Field(
+        5000, ge=1, le=1_000_000, description="vectors sampled for a map (uniform, seeded)"
+    )
+    map_clusters: int = Field(
+        0, ge=0, le=1000, description="k-means clusters of a map; 0: about sqrt(points/2)"
+    )
+    map_perplexity: float = Field(
+        30.0, gt=0, le=500, description="t-SNE perplexity (lowered for small samples)"
+    )
+    map_seed: int = Field(0, ge=0, description="seed of the sample, t-SNE and k-means")
+    map_requeue_after: float = Field(
+        600.0, gt=0, description="seconds before the API may queue a pending map again"
+    )
+    # -- end of catalogue maps --------------------------------------------------------
+
     @property
     def catalog_url(self) -> str:
         return self.database_url or f"sqlite:///{self.home / 'catalog.sqlite3'}"

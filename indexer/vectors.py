@@ -127,9 +127,16 @@ class VectorStore:
         for seq, path in self.part_paths():
             yield self._read_part(seq, path, with_vectors=vectors)
 
-    def load(self) -> tuple[np.ndarray, np.ndarray]:
-        """Live ``(ids, vectors)``: latest part wins per id, tombstones applied; sorted by id."""
+    def load(self, only: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Live ``(ids, vectors)``: latest part wins per id, tombstones applied; sorted by id.
+
+        ``only``: ids wanted (e.g. a sample for a map); the others are never copied,
+        so memory is the result, not the whole store. Ids not live are left out.
+        """
         parts, live_ids, live_rows, starts = self._resolve()
+        if only is not None:
+            wanted = np.isin(live_ids, _check_ids(only))
+            live_ids, live_rows = live_ids[wanted], live_rows[wanted]
         out = np.empty((len(live_ids), self.dim), dtype=np.float32)
         if len(live_ids) == 0:
             return live_ids, out

@@ -51,12 +51,13 @@ def create_app(
         state.preload()
 
     errors.register(app)
-    from search_api import health, items, jobs, openapi, search
+    from search_api import health, items, jobs, maps, openapi, search
 
     app.register_blueprint(health.bp)
     app.register_blueprint(search.bp, url_prefix=API_PREFIX)
     app.register_blueprint(items.bp, url_prefix=API_PREFIX)
     app.register_blueprint(jobs.bp, url_prefix=API_PREFIX)
+    app.register_blueprint(maps.bp, url_prefix=API_PREFIX)
     app.register_blueprint(health.api_bp, url_prefix=API_PREFIX)
     app.register_blueprint(openapi.bp, url_prefix=API_PREFIX)
 

@@ -13,6 +13,8 @@ ITEM_ID = {"type": "string", "pattern": "^[0-9a-f]{64}$"}
 TEXT = {"type": "string", "minLength": 1, "maxLength": 512}
 PROBLEM = {"$ref": "#/components/responses/Problem"}
 WRITE = [{"bearer": []}]
+_JOB_STATUS = "(queued|running|done|failed|skipped)"
+JOB_STATUSES = f"^{_JOB_STATUS}(,{_JOB_STATUS})*$"
 
 
 def _ref(name: str) -> dict:
@@ -123,6 +125,49 @@ def document() -> dict[str, Any]:
                         "status": {"type": "string"},
                         "complete": {"type": "boolean"},
                         "summary": {"type": "string"},
+                    },
+                },
+                "MapPoint": {
+                    "type": "object",
+                    "required": ["item_id", "x", "y", "cluster", "label", "product_id", "title",
+                                 "thumbnail_url"],
+                    "properties": {
+                        "item_id": ITEM_ID,
+                        "x": {"type": "number", "minimum": 0, "maximum": 1},
+                        "y": {"type": "number", "minimum": 0, "maximum": 1},
+                        "cluster": {"type": "integer", "minimum": 0},
+                        "label": {"type": ["string", "null"]},
+                        "product_id": {"type": ["string", "null"]},
+                        "title": {"type": ["string", "null"]},
+                        "thumbnail_url": {"type": "string"},
+                    },
+                },  # fmt: skip
+                "Map": {
+                    "type": "object",
+                    "required": ["index_version", "model_version", "computed_at", "seconds",
+                                 "method", "total", "sampled", "clusters",
+                                 "current_index_version", "stale", "points"],
+                    "properties": {
+                        "index_version": {"type": "string"},
+                        "model_version": {"type": "string"},
+                        "computed_at": {"type": "string"},
+                        "seconds": {"type": "number", "minimum": 0},
+                        "method": {"type": "string"},
+                        "total": {"type": "integer", "minimum": 0},
+                        "sampled": {"type": "integer", "minimum": 0},
+                        "clusters": {"type": "integer", "minimum": 0},
+                        "current_index_version": {"type": "string"},
+                        "stale": {"type": "boolean"},
+                        "points": {"type": "array", "items": _ref("MapPoint")},
+                    },
+                },  # fmt: skip
+                "MapPending": {
+                    "type": "object",
+                    "required": ["status", "index_version", "detail"],
+                    "properties": {
+                        "status": {"const": "pending"},
+                        "index_version": {"type": "string"},
+                        "detail": {"type": "string"},
                     },
                 },
                 "Stats": {
@@ -275,6 +320,25 @@ def document() -> dict[str, Any]:
                     "responses": {"202": accepted, **_errors(400, 401, 413, 422)},
                 }
             },
+            "/api/v1/jobs": {
+                "get": {
+                    "summary": "Recent jobs, newest first, with progress and a few failures",
+                    "parameters": [
+                        {"name": "status", "in": "query", "schema": {
+                            "type": "string", "pattern": JOB_STATUSES,
+                            "description": "comma-separated job statuses"}},
+                        {"name": "limit", "in": "query", "schema": {
+                            "type": "integer", "minimum": 1, "maximum": 100, "default": 20}},
+                    ],  # fmt: skip
+                    "responses": {
+                        "200": _ok("jobs", {
+                            "type": "object", "required": ["jobs"],
+                            "properties": {"jobs": {"type": "array", "items": _ref("Job")}},
+                        }),  # fmt: skip
+                        **_errors(422),
+                    },
+                },
+            },
             "/api/v1/jobs/{job_id}": {
                 "parameters": [
                     {"name": "job_id", "in": "path", "required": True,
@@ -290,6 +354,22 @@ def document() -> dict[str, Any]:
                     "summary": "Queue a full re-index (a new index version)",
                     "security": WRITE,
                     "responses": {"202": accepted, **_errors(401)},
+                }
+            },
+            "/api/v1/map": {
+                "get": {
+                    "summary": "The t-SNE map of the current index version (sampled points)",
+                    "description": "200: the map, or an older version's with stale=true while "
+                    "the current one is computed; 202: none yet, its computation is queued.",
+                    "responses": {
+                        "200": _ok("the map", _ref("Map")),
+                        "202": {
+                            "description": "no map yet: being computed",
+                            "headers": {"Retry-After": {"schema": {"type": "string"}}},
+                            "content": _json(_ref("MapPending")),
+                        },
+                        **_errors(503),
+                    },
                 }
             },
             "/api/v1/stats": {

@@ -14,7 +14,9 @@ from gunicorn.app.base import BaseApplication
 
 from indexer.config import Settings
 
-WSGI_APP = "search_api:create_app()"
+# The API with the web UI. A name, not an import: the UI depends on the API, never
+# the other way round.
+WSGI_APP = "webui:create_app()"
 
 
 def gunicorn_options(settings: Settings, **overrides: Any) -> dict[str, Any]:
@@ -46,9 +48,9 @@ class _Server(BaseApplication):
             self.cfg.set(name, value)
 
     def load(self):
-        from search_api import create_app
+        from gunicorn.util import import_app
 
-        return create_app()
+        return import_app(WSGI_APP)
 
 
 def serve(settings: Settings, **overrides: Any) -> None:

@@ -42,6 +42,7 @@ TASK_NAMES = {
     "reindex": "lookalike.reindex",
     "recrawl": "lookalike.recrawl",
     "sweep": "lookalike.sweep",
+    "map": "lookalike.map",
 }
 
 
@@ -55,6 +56,8 @@ def routes(settings: Settings) -> dict[str, dict[str, str]]:
         TASK_NAMES["embed"]: {"queue": settings.queue_embed},
         TASK_NAMES["index"]: {"queue": settings.queue_index},
         TASK_NAMES["reindex"]: {"queue": settings.queue_index},
+        # t-SNE takes minutes on a large catalogue: compute work, never on the single writer
+        TASK_NAMES["map"]: {"queue": settings.queue_embed},
     }
 
 

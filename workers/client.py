@@ -27,7 +27,9 @@ def send(settings: Settings, task: str, *args: object, **kwargs: object) -> None
     """Send one task by its short name (see :data:`workers.app.TASK_NAMES`)."""
     app = _app(settings)
     try:
-        app.send_task(TASK_NAMES[task], args=args, kwargs=kwargs)
+        # Progress lives in the catalog: no result to wait for, so no subscription to the
+        # result backend (which, with Redis down, would add a long reconnect loop).
+        app.send_task(TASK_NAMES[task], args=args, kwargs=kwargs, ignore_result=True)
     finally:
         app.close()
 

@@ -8,7 +8,9 @@ done and passes the baton on. The chain for a job::
                                                               ─▶ index_job (index)
 
 ``index_job`` runs on the single-consumer ``index`` queue; it also applies a
-re-crawl's removals and marks the job done. ``reindex`` runs there too. Beat
+re-crawl's removals and marks the job done. ``reindex`` runs there too. Both
+queue ``map`` (the t-SNE map of the version they made) on the ``embed`` queue:
+compute work that must not hold up the single index writer. Beat
 sends ``recrawl``, ``reindex`` and ``sweep`` (see :func:`workers.app.beat_schedule`).
 
 Errors: a failed download is data, recorded on its entry, not a task failure.
@@ -27,9 +29,10 @@ import sqlalchemy as sa
 from celery.exceptions import SoftTimeLimitExceeded
 from kombu.exceptions import OperationalError as BrokerError
 
-from indexer import jobs
+from indexer import jobs, maps
 from indexer.catalog import JobKind, JobStatus
-from indexer.index.errors import IndexLockedError
+from indexer.index.errors import IndexLockedError, IndexNotFoundError
+from indexer.index.store import IndexStore
 from workers import runtime
 from workers.app import TASK_NAMES
 from workers.locks import reindex_lock_factory
@@ -85,7 +88,10 @@ def register(app: Celery) -> None:
     @app.task(name=TASK_NAMES["index"], bind=True, shared=False, **RETRY)
     def index_job(self, job_id: int) -> dict:
         engine = runtime.engine(self.app)
+        before = engine.indexes.current_version()
         outcome = jobs.index_job(engine, job_id)
+        if outcome.version is not None and outcome.version != before:
+            catalogue_map.apply_async((outcome.version,))  # the new version's map, off the writer
         if outcome.needs_reindex:  # a new model: one re-index (re-embedding all) unless queued
             pending = jobs.scheduled_reindex_job(engine.catalog, interval=0)
             if pending is not None:
@@ -113,6 +119,8 @@ def register(app: Celery) -> None:
         engine = runtime.engine(self.app)
         lock = reindex_lock_factory(self.app.lookalike_settings)
         outcome = jobs.reindex(engine, job_id, lock=lock)
+        if outcome.status == JobStatus.DONE and outcome.version is not None:
+            catalogue_map.apply_async((outcome.version,))
         if outcome.status == JobStatus.DONE:
             for waiting in engine.catalog.jobs(
                 limit=None, statuses=[JobStatus.QUEUED, JobStatus.RUNNING]
@@ -120,6 +128,26 @@ def register(app: Celery) -> None:
                 if waiting.kind != JobKind.REINDEX:
                     index_job.apply_async((waiting.id,))
         return {"job": job_id, "status": outcome.status, "message": outcome.message}
+
+    @app.task(name=TASK_NAMES["map"], bind=True, shared=False, **RETRY)
+    def catalogue_map(self, version: str) -> dict:
+        """Compute and cache an index version's t-SNE map (skipped when cached already).
+
+        A version no longer current is skipped: an ingest makes a version per chunk,
+        and only the latest one's map is worth minutes of compute.
+        """
+        settings_now = runtime.settings(self.app)
+        live = IndexStore.from_settings(settings_now).current_version()
+        if live != version:
+            log.info("index version %s is not current (%s is); no map made", version, live)
+            return {"version": version, "computed": False, "current": live}
+        try:
+            data, computed = maps.ensure_map(settings_now, runtime.catalog(self.app), version)
+        except IndexNotFoundError:  # pruned before its map was made: nothing to draw
+            log.info("index version %s is gone; no map made", version)
+            return {"version": version, "computed": False}
+        return {"version": version, "computed": computed, "points": data["sampled"],
+                "seconds": data["seconds"]}
 
     @app.task(name=TASK_NAMES["recrawl"], bind=True, shared=False, **RETRY)
     def recrawl(self) -> list[int]:

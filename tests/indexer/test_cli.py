@@ -12,7 +12,7 @@ from indexer.sample import write_sample_catalogue
 
 COMMANDS = [
     ["demo"], ["ingest"], ["embed"], ["index"], ["index", "build"], ["index", "stats"],
-    ["search"], ["evaluate"], ["train"], ["models"],
+    ["search"], ["evaluate"], ["train"], ["models"], ["up"], ["map"],
 ]
 
 
@@ -109,3 +109,65 @@ def test_bad_option_values_are_refused_by_the_parser(tmp_path):
     )
     assert result.returncode == 2
     assert "must be at least 1" in result.stderr
+
+
+@pytest.mark.parametrize("command", [["up"], ["demo"]])
+def test_up_and_demo_name_a_busy_port_before_starting_anything(tmp_path, capsys, command):
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert run(tmp_path / "home", *command, "--bind", f"127.0.0.1:{port}") == 2
+    assert f"cannot listen on 127.0.0.1:{port}" in one_line_error(capsys)
+    assert not (tmp_path / "home" / "logs").exists()  # nothing was started
+
+
+def test_up_refuses_a_malformed_bind_address(tmp_path, capsys):
+    assert run(tmp_path / "home", "up", "--bind", "8000") == 2
+    assert "expected host:port" in one_line_error(capsys)
+
+
+def test_demo_no_serve_indexes_here_and_prints_one_search(tmp_path, capsys):
+    photos = tmp_path / "photos"
+    write_sample_catalogue(photos, products=2, shots=2, seed=4)
+    assert run(tmp_path / "home", "demo", "--no-serve", "--images", str(photos), "-k", "2") == 0
+    out = capsys.readouterr().out
+    assert "embedded 4 images" in out and "is current" in out
+    first_hit = out.split("searching with")[1].splitlines()[1]
+    assert first_hit.split()[1] == "1.000"  # the query image itself, score 1
+
+
+def test_map_caches_the_current_versions_map_and_draws_a_png(tmp_path, capsys, monkeypatch):
+    from PIL import Image
+    from training_factory import write_tiny_model
+
+    from indexer import maps
+    from indexer.config import Settings
+
+    monkeypatch.setenv("LOOKALIKE_MODEL", str(write_tiny_model(tmp_path / "tiny")))
+    home = tmp_path / "home"
+    images_factory.write_labelled_folder(tmp_path / "photos", classes=3, per_class=5)
+    assert run(home, "map") == 2
+    assert "no index version" in one_line_error(capsys)
+    for command in (["ingest", str(tmp_path / "photos")], ["embed"], ["index", "build"]):
+        assert run(home, *command) == 0
+    capsys.readouterr()
+
+    png = tmp_path / "map.png"
+    assert run(home, "map", "--points", "12", "--clusters", "3", "--png", str(png),
+               "--size", "300") == 0
+    out = capsys.readouterr().out
+    assert "12 of 15 vectors, 3 clusters" in out and f"saved {png}" in out
+    settings = Settings(home=home, _env_file=None)
+    (version,) = maps.cached_versions(settings)
+    assert f"map of index version {version}" in out
+    assert maps.load_map(settings, version)["sampled"] == 12
+    with Image.open(png) as image:
+        assert image.size == (300, 300) and len(image.getcolors(300 * 300)) > 3
+
+    assert run(home, "map", "--png", str(tmp_path / "map.jpg")) == 2
+    assert "must end in .png" in one_line_error(capsys)
+    assert run(home, "map", "--version", "nope") == 2
+    assert "not an index version name" in one_line_error(capsys)

@@ -151,3 +151,15 @@ def test_bad_input_is_refused(store, tmp_path):
         VectorStore(tmp_path, "../escape", DIM)
     assert store.append(np.empty(0, np.int64), np.empty((0, DIM))) is None
     assert store.part_paths() == []
+
+
+def test_load_only_some_ids_reads_their_latest_vectors(store):
+    first, second = _vectors(6, 1), _vectors(2, 2)
+    store.append(np.arange(6), first)
+    store.append(np.array([4, 9]), second)  # id 4 re-embedded
+    store.delete(np.array([3]))
+    ids, vectors = store.load(only=np.array([9, 4, 3, 0, 42]))  # 3 deleted, 42 never there
+    assert ids.tolist() == [0, 4, 9]
+    assert np.array_equal(vectors, np.stack([first[0], second[0], second[1]]))
+    all_ids, all_vectors = store.load()
+    assert np.array_equal(store.load(only=all_ids)[1], all_vectors)

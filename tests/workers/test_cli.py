@@ -94,14 +94,14 @@ def test_the_procfile_runs_a_worker_per_queue_and_beat():
     procfile = Path(__file__).resolve().parents[2] / "deploy" / "Procfile"
     entries = dict(line.split(":", 1) for line in procfile.read_text().splitlines()
                    if line.strip() and not line.startswith("#"))
-    assert set(entries) == {"ingest", "embed", "index", "beat"}
+    assert set(entries) == {"web", "ingest", "embed", "index", "beat"}
     parser = build_parser()
     queues = {}
     for name, command in entries.items():
         argv = shlex.split(command)
         assert argv[0] == "lookalike"
         args = parser.parse_args(argv[1:])
-        if name != "beat":
+        if name not in ("beat", "web"):
             queues[name] = (args.queues, args.concurrency)
     assert queues["index"] == (["index"], 1) and queues["embed"] == (["embed"], 1)
     assert queues["ingest"][0] == ["ingest"]
