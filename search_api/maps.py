@@ -57,13 +57,6 @@ class _MapMemo:
                 self._key, self._data = key, data
         return data
 
-    def latest(self, settings: Settings, *, besides: str) -> dict | None:
-        """The newest whole map of a version other than ``besides``."""
-        for version in reversed(maps.cached_versions(settings)):
-            if version != besides and (data := self.load(settings, version)) is not None:
-                return data
-        return None
-
 
 def _memo() -> _MapMemo:
     return current_app.extensions.setdefault("lookalike_map_memo", _MapMemo())
@@ -127,7 +120,7 @@ def catalogue_map():
     data = memo.load(settings, current)
     if data is None:
         queue_map(settings, current)
-        data = memo.latest(settings, besides=current)
+        data = maps.latest_map(settings, besides=current, load=memo.load)
     if data is not None:
         return jsonify(_body(data, current))
     response = jsonify(

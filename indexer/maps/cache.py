@@ -20,6 +20,7 @@ import json
 import logging
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -109,12 +110,20 @@ def cached_versions(settings: Settings) -> list[str]:
     return sorted(name for name in names if is_version_name(name))
 
 
-def latest_map(settings: Settings, *, besides: str | None = None) -> dict | None:
-    """The newest whole map of any version other than ``besides`` (a stale fallback)."""
+def latest_map(
+    settings: Settings,
+    *,
+    besides: str | None = None,
+    load: Callable[[Settings, str], dict | None] = load_map,
+) -> dict | None:
+    """The newest whole map of any version other than ``besides`` (a stale fallback).
+
+    ``load`` reads one version's map: :func:`load_map`, or a caller's caching reader.
+    """
     for version in reversed(cached_versions(settings)):
         if version == besides:
             continue
-        data = load_map(settings, version)
+        data = load(settings, version)
         if data is not None:
             return data
     return None
