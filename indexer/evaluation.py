@@ -1,16 +1,17 @@
-"""Evaluate a model on labelled folders with the class-disjoint protocol.
+"""``lookalike evaluate``: a model on labelled folders, with the class-disjoint protocol.
 
-Only the test classes are embedded: with a split file, its ``test`` classes;
-with ``all_classes``, every class found (a folder of products the model has
-never seen); otherwise the second half of the sorted classes. Every test image
-then queries all the other test images (see :mod:`indexer.model.evaluate`).
+The data is read as training reads it (:func:`indexer.training.data.read_labelled`:
+one sub-folder per class, or a labelled manifest). Only the test classes are
+embedded: with a split file, its ``test`` classes; with ``all_classes``, every class
+found (a folder of products the model has never seen); otherwise the second half of
+the sorted classes. Every test image then queries all the other test images; the
+metrics are :mod:`indexer.model.evaluate`'s, as for a training run's test classes.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import logging
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -20,12 +21,10 @@ import numpy as np
 from indexer.config import Settings
 from indexer.fsutil import atomic_write_text
 from indexer.model.embed import Embedder
-from indexer.model.evaluate import RetrievalMetrics, retrieval_metrics
+from indexer.model.evaluate import RetrievalMetrics, evaluate_embedder
 from indexer.model.modeldir import load_model
-from indexer.sources.folder import iter_folder
 from indexer.splits import ClassSplit
-
-log = logging.getLogger(__name__)
+from indexer.training.data import read_labelled
 
 
 @dataclass
@@ -59,21 +58,6 @@ class EvaluationResult:
         np.savez(path, vectors=self.vectors, labels=self.labels)
 
 
-def labelled_images(folders: list[Path]) -> list[tuple[Path, str]]:
-    """(path, class) for every image under ``folders``; the class is the parent folder."""
-    found = []
-    for folder in folders:
-        if not Path(folder).is_dir():
-            raise FileNotFoundError(f"not a folder: {folder}")
-        for record in iter_folder(Path(folder)):
-            if record.label is None:
-                raise ValueError(
-                    f"{record.path}: images must sit in one sub-folder per class to be evaluated"
-                )
-            found.append((record.path, record.label))
-    return found
-
-
 def choose_test_classes(
     present: set[str], split_file: Path | None, all_classes: bool
 ) -> list[str]:
@@ -102,34 +86,24 @@ def evaluate_folders(
     all_classes: bool = False,
     progress: bool = False,
 ) -> EvaluationResult:
-    images = labelled_images(folders)
-    classes = choose_test_classes({label for _, label in images}, split_file, all_classes)
+    images = read_labelled(folders)
+    classes = choose_test_classes({image.label for image in images}, split_file, all_classes)
     wanted = set(classes)
-    test_images = [(path, label) for path, label in images if label in wanted]
+    test_images = [image for image in images if image.label in wanted]
 
     embedding_model = load_model(model, settings)
     embedder = Embedder(
         embedding_model, device=settings.device, precision=settings.precision,
         batch_size=settings.batch_size, workers=settings.loader_workers,
     )
-    vectors = np.zeros((len(test_images), embedding_model.dim), dtype=np.float32)
-    ok = np.zeros(len(test_images), dtype=bool)
-    skipped = []
-    for batch in embedder.embed_paths([path for path, _ in test_images], progress=progress):
-        vectors[batch.indices] = batch.vectors
-        ok[batch.indices] = True
-        for position, reason in batch.failures:
-            skipped.append((str(test_images[position][0]), reason))
-            log.warning("skipped %s: %s", test_images[position][0], reason)
-    labels = np.array([label for _, label in test_images])[ok]
-    vectors = vectors[ok]
-    metrics = retrieval_metrics(vectors, labels)
+    scored = evaluate_embedder(embedder, [image.path for image in test_images],
+                               [image.label for image in test_images], progress=progress)
     return EvaluationResult(
         model_version=embedding_model.version,
-        metrics=metrics,
+        metrics=scored.metrics,
         test_classes=classes,
         data=[str(folder) for folder in folders],
-        skipped=skipped,
-        vectors=vectors,
-        labels=labels,
+        skipped=scored.skipped,
+        vectors=scored.vectors,
+        labels=scored.labels,
     )

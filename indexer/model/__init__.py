@@ -7,14 +7,18 @@ else in this package) does not pay for importing timm until a model is needed.
 * :mod:`~indexer.model.backbone`: ``create_backbone(name, checkpoint)``.
 * :mod:`~indexer.model.card`: ``card.json``.
 * :mod:`~indexer.model.modeldir`: ``EmbeddingModel``, ``load_model``, ``save_model_dir``.
+* :mod:`~indexer.model.device`: device, precision, loader workers, torch threads.
+* :mod:`~indexer.model.preprocess`: ``Preprocessor`` (decode, eval transform), ``PixelNormalizer``.
+* :mod:`~indexer.model.loading`: loaders that decode ahead of the forward pass.
 * :mod:`~indexer.model.embed`: ``Embedder``, ``EmbeddedBatch``.
+* :mod:`~indexer.model.evaluate`: every retrieval metric (Recall@K, MAP@R, R-Precision, NMI).
 """
 
 from __future__ import annotations
 
-import importlib
 import os
-from typing import Any
+
+from indexer.lazy import lazy_exports
 
 # torch's OpenMP runtime (libgomp on Linux) spin-waits between parallel regions by
 # default, burning CPU that the image loader or any other process on the machine needs.
@@ -26,26 +30,13 @@ from typing import Any
 # OMP_WAIT_POLICY in the environment wins.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-_EXPORTS = {
-    "create_backbone": "backbone",
-    "UnknownBackbone": "backbone",
-    "WeightsError": "weights",
-    "PACKAGED_WEIGHTS": "weights",
-    "ModelCard": "card",
-    "EmbeddingModel": "modeldir",
-    "ModelNotFound": "modeldir",
-    "load_model": "modeldir",
-    "load_model_dir": "modeldir",
-    "save_model_dir": "modeldir",
-    "Embedder": "embed",
-    "EmbeddedBatch": "embed",
+_EXPORTS = {  # module: the names it exports here
+    "backbone": ("create_backbone", "UnknownBackbone"),
+    "weights": ("WeightsError", "PACKAGED_WEIGHTS"),
+    "card": ("ModelCard",),
+    "modeldir": ("EmbeddingModel", "ModelNotFound", "load_model", "load_model_dir",
+                 "save_model_dir"),
+    "embed": ("Embedder", "EmbeddedBatch"),
 }
 
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(f"{__name__}.{module}"), name)
+__getattr__, __all__ = lazy_exports(__name__, _EXPORTS)

@@ -7,15 +7,27 @@ query's label. MAP@R follows Musgrave et al., "A Metric Learning Reality Check"
 (2020): with R the number of other images of the query's class, the average of
 precision@i over the relevant positions i <= R, divided by R.
 
-Search is exact (faiss inner product on L2-normalised vectors).
+Search is exact (faiss inner product on L2-normalised vectors). Every metric of the
+project comes from here: ``lookalike evaluate``, a training run's test classes
+(:func:`evaluate_embedder`) and the trainer's per-epoch validation
+(:func:`recall_and_map_at_r`).
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+import logging
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import faiss
 import numpy as np
+
+if TYPE_CHECKING:  # the metrics need no torch; only evaluate_embedder's caller does
+    from indexer.model.embed import Embedder
+
+log = logging.getLogger(__name__)
 
 RECALL_KS = (1, 2, 4, 8)
 
@@ -64,10 +76,7 @@ def neighbours_excluding_self(vectors: np.ndarray, k: int) -> np.ndarray:
     return found[~own].reshape(len(vectors), k)
 
 
-def retrieval_metrics(
-    vectors: np.ndarray, labels: np.ndarray, *, nmi_seed: int = 0
-) -> RetrievalMetrics:
-    """Metrics for every row querying all other rows; ``labels`` are ints or strings."""
+def _ranked(vectors: np.ndarray, labels: np.ndarray, min_depth: int) -> _Ranking:
     labels = np.asarray(labels)
     if len(vectors) != len(labels):
         raise ValueError(f"{len(vectors)} vectors but {len(labels)} labels")
@@ -81,32 +90,87 @@ def retrieval_metrics(
             f"every class needs at least two images to be evaluated; "
             f"single-image classes: {', '.join(map(str, lonely[:10]))}"
         )
-
-    depth = int(max(relevant_counts.max(), max(RECALL_KS)))
-    depth = min(depth, len(vectors) - 1)
+    depth = min(int(max(relevant_counts.max(), min_depth)), len(vectors) - 1)
     found = neighbours_excluding_self(vectors, depth)
     hits = label_ids[found] == label_ids[:, None]  # [n, depth] relevance of each position
-
-    recall = {k: 100.0 * hits[:, :k].any(axis=1).mean() for k in RECALL_KS}
-
     positions = np.arange(1, depth + 1)
-    within_r = positions[None, :] <= relevant_counts[:, None]
-    hits_r = hits & within_r
+    hits_r = hits & (positions[None, :] <= relevant_counts[:, None])
     precision_at_i = np.cumsum(hits_r, axis=1) / positions[None, :]
-    map_at_r = (precision_at_i * hits_r).sum(axis=1) / relevant_counts
-    r_precision = hits_r.sum(axis=1) / relevant_counts
-
-    return RetrievalMetrics(
-        recall_at_1=recall[1],
-        recall_at_2=recall[2],
-        recall_at_4=recall[4],
-        recall_at_8=recall[8],
-        map_at_r=100.0 * float(map_at_r.mean()),
-        r_precision=100.0 * float(r_precision.mean()),
-        nmi=100.0 * clustering_nmi(vectors, label_ids, len(classes), seed=nmi_seed),
-        queries=len(vectors),
+    return _Ranking(
         classes=len(classes),
+        label_ids=label_ids,
+        hits=hits,
+        map_at_r=100.0 * float(((precision_at_i * hits_r).sum(axis=1) / relevant_counts).mean()),
+        r_precision=100.0 * float((hits_r.sum(axis=1) / relevant_counts).mean()),
     )
+
+
+@dataclass(frozen=True)
+class _Ranking:
+    classes: int
+    label_ids: np.ndarray
+    hits: np.ndarray  # [n, depth] bool: is the i-th neighbour of the query's class
+    map_at_r: float
+    r_precision: float
+
+    def recall_at(self, k: int) -> float:
+        return 100.0 * float(self.hits[:, :k].any(axis=1).mean())
+
+
+def retrieval_metrics(
+    vectors: np.ndarray, labels: np.ndarray, *, nmi_seed: int = 0
+) -> RetrievalMetrics:
+    """Metrics for every row querying all other rows; ``labels`` are ints or strings."""
+    ranking = _ranked(vectors, labels, max(RECALL_KS))
+    return RetrievalMetrics(
+        recall_at_1=ranking.recall_at(1),
+        recall_at_2=ranking.recall_at(2),
+        recall_at_4=ranking.recall_at(4),
+        recall_at_8=ranking.recall_at(8),
+        map_at_r=ranking.map_at_r,
+        r_precision=ranking.r_precision,
+        nmi=100.0 * clustering_nmi(vectors, ranking.label_ids, ranking.classes, seed=nmi_seed),
+        queries=len(vectors),
+        classes=ranking.classes,
+    )
+
+
+def recall_and_map_at_r(vectors: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+    """Recall@1 and MAP@R only, as the trainer's validation reads them after each epoch.
+
+    The same ranking as :func:`retrieval_metrics`, without the clustering for NMI.
+    """
+    ranking = _ranked(vectors, labels, 1)
+    return {"recall_at_1": ranking.recall_at(1), "map_at_r": ranking.map_at_r}
+
+
+def evaluate_embedder(embedder: Embedder, paths: Sequence[Path], labels: Sequence[str], *,
+                      progress: bool = False) -> LabelledVectors:
+    """Embed labelled image files exactly as the index would and score them.
+
+    Images the embedder cannot decode are left out and listed in ``skipped``.
+    """
+    vectors = np.zeros((len(paths), embedder.dim), dtype=np.float32)
+    ok = np.zeros(len(paths), dtype=bool)
+    skipped = []
+    for batch in embedder.embed_paths(paths, progress=progress):
+        vectors[batch.indices] = batch.vectors
+        ok[batch.indices] = True
+        for position, reason in batch.failures:
+            skipped.append((str(paths[position]), reason))
+            log.warning("skipped %s: %s", paths[position], reason)
+    kept = np.asarray(labels)[ok]
+    return LabelledVectors(retrieval_metrics(vectors[ok], kept), vectors[ok], kept, skipped)
+
+
+@dataclass
+class LabelledVectors:
+    """What :func:`evaluate_embedder` measured, and on which vectors."""
+
+    metrics: RetrievalMetrics
+    vectors: np.ndarray  # float32 (n, dim): the images that decoded
+    labels: np.ndarray  # their labels
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
 
 
 def clustering_nmi(vectors: np.ndarray, label_ids: np.ndarray, n_clusters: int, seed: int) -> float:

@@ -13,23 +13,12 @@ configuration's defaults without importing torch.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from indexer.lazy import lazy_exports
 
-_EXPORTS = {
-    "TrainConfig": "config",
-    "TrainConfigError": "config",
-    "LOSSES": "losses",
-    "UnknownLoss": "losses",
-    "TrainOutcome": "run",
-    "train_model": "run",
+_EXPORTS = {  # module: the names it exports here
+    "config": ("TrainConfig", "TrainConfigError"),
+    "losses": ("LOSSES", "UnknownLoss"),
+    "run": ("TrainOutcome", "train_model"),
 }
 
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(f"{__name__}.{module}"), name)
+__getattr__, __all__ = lazy_exports(__name__, _EXPORTS)

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageEnhance
 
-from indexer.model.embed import Preprocessor
+from indexer.model.preprocess import Preprocessor
 
 CROP_AREA = (0.3, 1.0)
 CROP_ASPECT = (3 / 4, 4 / 3)

@@ -23,7 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from indexer.images import ImageRejected
-from indexer.model.embed import Preprocessor, usable_cores
+from indexer.model.device import usable_cores
+from indexer.model.preprocess import Preprocessor
 from indexer.sources import is_manifest, iter_folder, read_manifest
 from indexer.splits import ClassSplit
 
@@ -105,7 +106,7 @@ def read_labelled(sources: Sequence[Path]) -> list[LabelledImage]:
         for record in records:
             if record.path is None:
                 raise TrainingDataError(
-                    f"{source}: {record.url} is a URL; training reads local files "
+                    f"{source}: {record.url} is a URL; training and evaluation read local files "
                     "(ingest the manifest first, or give local paths)"
                 )
             if not record.label:

@@ -13,9 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
-from collections import deque
-from collections.abc import Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +21,8 @@ import torch
 from tqdm import tqdm
 
 from indexer.fsutil import atomic_write_text
-from indexer.model.embed import PixelNormalizer, Preprocessor
+from indexer.model.loading import prefetched
+from indexer.model.preprocess import PixelNormalizer, Preprocessor
 from indexer.model.stages import BackboneSplit
 from indexer.training.augment import make_view, view_rng
 from indexer.training.data import LabelledImage
@@ -40,18 +39,6 @@ def load_views(images: Sequence[LabelledImage], positions: Sequence[int], views:
         rng = view_rng(seed, salt, int(position), int(view))
         out.append(make_view(image, preprocessor, int(view), rng))
     return torch.stack(out)
-
-
-def prefetched(jobs: Iterator, load, workers: int) -> Iterator:
-    """``load(job)`` for each job, ``workers + 1`` in flight, results in order."""
-    pending: deque[Future] = deque()
-    with ThreadPoolExecutor(max(1, workers), thread_name_prefix="train-load") as pool:
-        for job in jobs:
-            pending.append(pool.submit(load, job))
-            if len(pending) > workers:
-                yield pending.popleft().result()
-        while pending:
-            yield pending.popleft().result()
 
 
 class CachedInputs:
@@ -95,7 +82,7 @@ class CachedInputs:
                                            preprocessor, seed, salt=0)
 
         with torch.inference_mode():
-            for view, start, pixels in prefetched(jobs, load, workers):
+            for view, start, pixels in prefetched(jobs, load, workers, name="train-load"):
                 with autocast():
                     x = normalize(pixels).contiguous(memory_format=torch.channels_last)
                     features = split.trunk(x)

@@ -16,16 +16,16 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from indexer.config import Settings
 from indexer.fsutil import fsync_dir
 from indexer.model.backbone import backbone_data_config, build_backbone
 from indexer.model.card import ModelCard
-from indexer.model.embed import Embedder, Preprocessor
-from indexer.model.evaluate import RetrievalMetrics, retrieval_metrics
+from indexer.model.embed import Embedder
+from indexer.model.evaluate import RetrievalMetrics, evaluate_embedder
 from indexer.model.modeldir import EmbeddingModel, save_model_dir
+from indexer.model.preprocess import Preprocessor
 from indexer.training.checkpoint import CHECKPOINT_FILE, CheckpointError
 from indexer.training.config import TrainConfig
 from indexer.training.data import TrainingData, prepare_training_data
@@ -53,14 +53,10 @@ def evaluate_test_classes(model: EmbeddingModel, data: TrainingData, config: Tra
     """Every test image queries all the others, embedded exactly as the index would be."""
     embedder = Embedder(model, device=config.device, precision=settings.precision,
                         batch_size=settings.batch_size, workers=settings.loader_workers)
-    vectors = np.zeros((len(data.test), model.dim), dtype=np.float32)
-    ok = np.zeros(len(data.test), dtype=bool)
-    for batch in embedder.embed_paths([image.path for image in data.test], progress=progress):
-        vectors[batch.indices] = batch.vectors
-        ok[batch.indices] = True
-    labels = np.array([image.label for image in data.test])
+    scored = evaluate_embedder(embedder, [image.path for image in data.test],
+                               [image.label for image in data.test], progress=progress)
     model.cpu()
-    return retrieval_metrics(vectors[ok], labels[ok])
+    return scored.metrics
 
 
 def train_model(

@@ -8,8 +8,9 @@ Order of work in one run:
    random proxies would otherwise send large, meaningless gradients into it.
 3. Then the tail of the backbone trains too, with a cosine learning-rate schedule
    over all steps (each parameter group at its own rate: backbone, head, proxies).
-4. After every epoch: validation Recall@1 on held-out training classes, the best
-   epoch's weights kept, and an atomic checkpoint written.
+4. After every epoch: validation Recall@1 and MAP@R on held-out training classes
+   (computed by :mod:`indexer.model.evaluate`, like every metric), the best epoch's
+   weights kept, and an atomic checkpoint written.
 """
 
 from __future__ import annotations
@@ -30,20 +31,21 @@ from torch import nn
 from tqdm import tqdm
 
 from indexer.model.backbone import backbone_data_config, build_backbone, create_backbone
-from indexer.model.embed import (
-    PixelNormalizer,
-    Preprocessor,
+from indexer.model.device import (
     autocast_context,
     resolve_device,
     resolve_precision,
     resolve_workers,
 )
+from indexer.model.evaluate import recall_and_map_at_r
+from indexer.model.loading import prefetched
 from indexer.model.modeldir import EmbeddingModel
+from indexer.model.preprocess import PixelNormalizer, Preprocessor
 from indexer.model.stages import BackboneSplit
 from indexer.training.checkpoint import check_compatible, load_checkpoint, save_checkpoint
 from indexer.training.config import TrainConfig
 from indexer.training.data import TrainingData
-from indexer.training.inputs import CachedInputs, LiveInputs, prefetched
+from indexer.training.inputs import CachedInputs, LiveInputs
 from indexer.training.losses import build_loss
 from indexer.training.sampler import MPerClassBatches
 
@@ -71,28 +73,6 @@ def load_initial_backbone(config: TrainConfig) -> tuple[nn.Module, dict]:
         return backbone.eval(), backbone_data_config(backbone)
     checkpoint = None if config.weights == "packaged" else Path(config.weights)
     return create_backbone(config.backbone, checkpoint)
-
-
-def exact_recall_and_map(vectors: torch.Tensor, labels: np.ndarray) -> dict[str, float]:
-    """Recall@1 and MAP@R with each row querying all others, by exact search in torch.
-
-    For the few hundred validation vectors of each epoch, on whatever device trains;
-    the definitions are :func:`indexer.model.evaluate.retrieval_metrics`' (a test
-    checks they agree).
-    """
-    similarity = vectors.float() @ vectors.float().T
-    similarity.fill_diagonal_(-math.inf)
-    _, label_ids = np.unique(labels, return_inverse=True)
-    label_ids = torch.from_numpy(label_ids).to(similarity.device)
-    relevant = torch.bincount(label_ids)[label_ids] - 1  # R for each query
-    depth = max(1, int(relevant.max()))
-    found = similarity.topk(depth, dim=1).indices
-    hits = (label_ids[found] == label_ids[:, None]).float()
-    positions = torch.arange(1, depth + 1, device=hits.device)
-    hits_r = hits * (positions[None, :] <= relevant[:, None])
-    precision = hits_r.cumsum(1) / positions
-    map_at_r = ((precision * hits_r).sum(1) / relevant.clamp(min=1)).mean()
-    return {"recall_at_1": float(hits[:, 0].mean() * 100), "map_at_r": float(map_at_r * 100)}
 
 
 class Trainer:
@@ -237,7 +217,7 @@ class Trainer:
         if self.val_inputs is None:
             return None
         vectors = self._embed_all(self.val_inputs, len(self.data.validation))
-        return exact_recall_and_map(vectors, self.val_labels)
+        return recall_and_map_at_r(vectors.cpu().numpy(), self.val_labels)
 
     # -- the loop --------------------------------------------------------------------
 
@@ -340,8 +320,7 @@ class Trainer:
             return positions, self._tail_input(self.train_inputs, positions, epoch)
 
         workers = self.workers if isinstance(self.train_inputs, LiveInputs) else 0
-        jobs = iter(batches)
-        loaded = (prefetched(jobs, load, workers) if workers else map(load, jobs))
+        loaded = prefetched(batches, load, workers, name="train-load")
         for step, (positions, x) in enumerate(loaded):
             self._set_lr(epoch / config.epochs + step / (len(batches) * config.epochs), warming_up)
             labels = torch.from_numpy(self.labels[positions]).to(self.device)

@@ -36,7 +36,8 @@ if str(REPO) not in sys.path:  # runnable as a plain script from anywhere
     sys.path.insert(0, str(REPO))
 
 # indexer.model before torch: it sets the OpenMP wait policy the product runs with.
-from indexer.model.embed import Embedder, usable_cores  # noqa: E402, I001
+from indexer.model.embed import Embedder  # noqa: E402, I001
+from indexer.model.device import usable_cores  # noqa: E402
 from indexer.model.modeldir import load_model  # noqa: E402
 from indexer.config import Settings  # noqa: E402
 

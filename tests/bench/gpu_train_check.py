@@ -41,7 +41,8 @@ def train_and_embed(args) -> None:
     import torch
 
     from indexer.model.backbone import backbone_data_config, build_backbone
-    from indexer.model.embed import Embedder, Preprocessor
+    from indexer.model.embed import Embedder
+    from indexer.model.preprocess import Preprocessor
     from indexer.training.config import TrainConfig
     from indexer.training.data import prepare_training_data
     from indexer.training.trainer import Trainer

@@ -235,3 +235,59 @@ def test_thumbnail_never_enlarges_and_leaves_input_alone():
     thumb = Image.open(io.BytesIO(make_thumbnail(image, 256)))
     assert thumb.size == (50, 20)
     assert image.size == (50, 20)
+
+
+# -- one decoder for every path -----------------------------------------------
+
+
+def test_files_decode_like_bytes(tmp_path):
+    path = tmp_path / "photo.jpg"
+    path.write_bytes(factory.jpeg_bytes(seed=4, size=(96, 64)))
+    from_file = load_image(path, max_pixels=40_000_000)
+    from_bytes = load(path.read_bytes())
+    assert from_file.format == "JPEG" and from_file.image.size == (96, 64)
+    assert np.array_equal(np.asarray(from_file.image), np.asarray(from_bytes.image))
+    (tmp_path / "empty.jpg").write_bytes(b"")
+    with pytest.raises(ImageRejected, match="empty file"):
+        load_image(tmp_path / "empty.jpg", max_pixels=100)
+    with pytest.raises(ImageRejected, match="file too large"):
+        load_image(path, max_pixels=40_000_000, max_bytes=10)
+    with pytest.raises(ImageRejected, match="cannot read file"):
+        load_image(tmp_path, max_pixels=100)
+
+
+def test_draft_decodes_jpegs_smaller_but_never_below_the_target():
+    data = factory.jpeg_bytes(seed=2, size=(800, 600))
+    assert load(data, draft=150).image.size == (200, 150)  # 1/4: 1/8 would go below 150
+    assert load(data, draft=1000).image.size == (800, 600)
+    png = factory.png_bytes(size=(800, 600))
+    assert load(png, draft=150).image.size == (800, 600)  # only JPEGs have a draft mode
+
+
+def _upright_corners(pixels: np.ndarray) -> None:
+    """Red on top, blue below: exif_rotated_jpeg_bytes turned as its EXIF says."""
+    height, width = pixels.shape[:2]
+    for y, colour in ((2, factory.RED), (height - 3, factory.BLUE)):
+        for x in (2, width - 3):
+            r, g, b = (int(v) for v in pixels[y, x])
+            assert (r > 200 and b < 60) if colour == factory.RED else (b > 200 and r < 60), (
+                y, x, (r, g, b))
+
+
+def test_exif_rotated_jpeg_is_upright_on_every_path(tmp_path):
+    from indexer.model.preprocess import Preprocessor
+    from indexer.training.data import LabelledImage, decode_check
+    from indexer.training.inputs import load_views
+
+    data = factory.exif_rotated_jpeg_bytes(size=(80, 40))
+    path = tmp_path / "rotated.jpg"
+    path.write_bytes(data)
+    _upright_corners(np.asarray(load(data).image))  # intake and query uploads
+    preprocessor = Preprocessor({"input_size": (3, 32, 32), "interpolation": "bicubic",
+                                 "mean": (0.5,) * 3, "std": (0.5,) * 3, "crop_pct": 1.0})
+    assert preprocessor.open(path).size == (40, 80)
+    _upright_corners(preprocessor.from_path(path).numpy())  # embedding
+    image = LabelledImage(path, "rotated")
+    assert decode_check([image], preprocessor, workers=1) == ([image], [])
+    for view in (0, 1):  # training views: the eval transform and its mirror
+        _upright_corners(load_views([image], [0], [view], preprocessor, seed=0, salt=0)[0].numpy())

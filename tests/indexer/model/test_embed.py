@@ -1,4 +1,4 @@
-"""Embedder: unit float32 vectors, batch independence, failures, precision, preprocessing.
+"""Embedder: unit float32 vectors, batch independence, failures, precision, draft decoding.
 
 Device comes from the environment ('auto'): the same tests run on a GPU when present.
 """
@@ -7,11 +7,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import timm.data
-import torch
 
-from indexer.model import embed
-from indexer.model.embed import Embedder, Preprocessor
+from indexer.model.embed import Embedder
 
 
 @pytest.fixture(scope="module")
@@ -96,54 +93,16 @@ def test_bf16_autocast_matches_fp32(pretrained_lite0, photo_files, reference):
     assert cosines.min() >= 0.999, cosines
 
 
-def test_preprocessing_equals_timm_eval_transform(pretrained_lite0, sample_photos):
-    config = pretrained_lite0.data_config
-    reference = timm.data.create_transform(**config, is_training=False)
-    pre = Preprocessor(config)
-    mean = torch.tensor(config["mean"]).view(3, 1, 1) * 255
-    std = torch.tensor(config["std"]).view(3, 1, 1) * 255
-    for image in sample_photos.values():
-        ours = (pre.from_image(image).permute(2, 0, 1).float() - mean) / std
-        torch.testing.assert_close(ours, reference(image), atol=1e-5, rtol=0)
-
-
 def test_jpeg_draft_decoding_stays_close_to_full_decode(fp32, pretrained_lite0, sample_photos,
                                                         tmp_path):
     from PIL import Image
 
     big = tmp_path / "big.jpg"
     sample_photos["china"].resize((2560, 1707), Image.Resampling.BICUBIC).save(big, quality=90)
-    assert Preprocessor(pretrained_lite0.data_config).open(big).size == (640, 427)  # 1/4 scale
     full = Embedder(pretrained_lite0, precision="fp32", workers=0, draft=False)
     _, a, _ = embed_all(fp32, [big])
     _, b, _ = embed_all(full, [big])
     assert float(a[0] @ b[0]) >= 0.99
-
-
-def test_precision_and_device_resolution(monkeypatch):
-    cpu = torch.device("cpu")
-    monkeypatch.setattr(embed, "cpu_has_native_bf16", lambda: False)
-    assert embed.resolve_precision("auto", cpu) == "fp32"
-    monkeypatch.setattr(embed, "cpu_has_native_bf16", lambda: True)
-    assert embed.resolve_precision("auto", cpu) == "bf16"
-    assert embed.resolve_precision("auto", torch.device("cuda")) == "fp16"
-    assert embed.resolve_precision("bf16", cpu) == "bf16"
-    with pytest.raises(ValueError, match="auto, fp32, bf16, fp16"):
-        embed.resolve_precision("int8", cpu)
-    with pytest.raises(ValueError, match="auto, cpu, cuda"):
-        embed.resolve_device("tpu")
-    assert embed.resolve_workers(3, cpu) == 3
-    assert embed.resolve_workers(-1, cpu) >= (1 if embed.usable_cores() >= 2 else 0)
-
-
-def test_auto_torch_threads_leave_loader_cores_only_when_cores_are_plenty(monkeypatch):
-    cpu = torch.device("cpu")
-    monkeypatch.setattr(embed, "usable_cores", lambda: 2)
-    assert embed.auto_torch_threads(1, cpu) is None  # 2 cores: torch keeps both
-    monkeypatch.setattr(embed, "usable_cores", lambda: 64)
-    assert embed.auto_torch_threads(2, cpu) == min(torch.get_num_threads(), 62)
-    assert embed.auto_torch_threads(0, cpu) is None
-    assert embed.auto_torch_threads(2, torch.device("cuda")) is None
 
 
 def test_auto_loader_is_threads_on_cpu_and_explicit_choice_is_kept(pretrained_lite0):

@@ -5,7 +5,11 @@ import pytest
 import torch
 from pytorch_metric_learning.utils.accuracy_calculator import AccuracyCalculator
 
-from indexer.model.evaluate import neighbours_excluding_self, retrieval_metrics
+from indexer.model.evaluate import (
+    neighbours_excluding_self,
+    recall_and_map_at_r,
+    retrieval_metrics,
+)
 
 
 def clustered_embeddings(n_classes=12, per_class=15, dim=32, spread=0.9, seed=0):
@@ -63,3 +67,17 @@ def test_unevaluable_labels_are_refused(labels, message):
     vectors = np.eye(4, dtype=np.float32)
     with pytest.raises(ValueError, match=message):
         retrieval_metrics(vectors, np.array(labels))
+
+
+def test_validation_metrics_agree_with_the_evaluation_protocol():
+    rng = np.random.default_rng(0)
+    labels = np.repeat([f"c{i}" for i in range(6)], [5, 8, 3, 6, 4, 9])
+    centres = rng.normal(size=(6, 16))
+    _, ids = np.unique(labels, return_inverse=True)
+    vectors = centres[ids] + rng.normal(scale=1.2, size=(len(labels), 16))
+    vectors = (vectors / np.linalg.norm(vectors, axis=1, keepdims=True)).astype(np.float32)
+    ours = recall_and_map_at_r(vectors, labels)
+    reference = retrieval_metrics(vectors, labels)
+    assert 0 < reference.map_at_r < 100
+    assert ours == {"recall_at_1": pytest.approx(reference.recall_at_1),
+                    "map_at_r": pytest.approx(reference.map_at_r)}

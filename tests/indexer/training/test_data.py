@@ -3,7 +3,7 @@
 import images_factory
 import pytest
 
-from indexer.model.embed import Preprocessor
+from indexer.model.preprocess import Preprocessor
 from indexer.splits import SplitError
 from indexer.training.data import (
     TrainingDataError,
@@ -92,7 +92,7 @@ def test_a_corrupt_photo_is_skipped_and_reported(labelled):
     data = prepare([labelled])
     reasons = dict(data.skipped)
     assert reasons[str(bad)] == "truncated image data"
-    assert reasons[str(text)].startswith("not a readable image")
+    assert reasons[str(text)] == "not an image: unrecognised format"  # as intake says
     assert all(image.path not in (bad, text) for image in data.train + data.validation)
     assert len([i for i in data.train + data.validation if i.label == "class-00"]) == 6
 
@@ -114,7 +114,8 @@ def test_a_manifest_with_labels(labelled, tmp_path):
 def test_a_manifest_of_urls_or_without_labels_is_refused(labelled, tmp_path):
     urls = tmp_path / "urls.csv"
     urls.write_text("image_url,label\nhttps://example.com/a.jpg,shoe\n")
-    with pytest.raises(TrainingDataError, match="is a URL; training reads local files"):
+    with pytest.raises(TrainingDataError,
+                       match="is a URL; training and evaluation read local files"):
         prepare([urls])
     unlabelled = tmp_path / "unlabelled.csv"
     unlabelled.write_text(f"path\n{next(labelled.rglob('*.jpg'))}\n")

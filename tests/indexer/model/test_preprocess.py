@@ -1,0 +1,52 @@
+"""indexer.model.preprocess: timm's eval transform, draft decoding, the shared decoder's guards."""
+
+from __future__ import annotations
+
+import images_factory
+import pytest
+import timm.data
+import torch
+
+from indexer.images import ImageRejected
+from indexer.model.preprocess import PixelNormalizer, Preprocessor
+
+
+def test_preprocessing_equals_timm_eval_transform(pretrained_lite0, sample_photos):
+    config = pretrained_lite0.data_config
+    reference = timm.data.create_transform(**config, is_training=False)
+    pre = Preprocessor(config)
+    normalize = PixelNormalizer(config, torch.device("cpu"))
+    for image in sample_photos.values():
+        ours = normalize(pre.from_image(image)[None])[0]
+        torch.testing.assert_close(ours, reference(image), atol=1e-5, rtol=0)
+
+
+def test_big_jpegs_decode_at_reduced_scale_never_below_the_resize(pretrained_lite0,
+                                                                   sample_photos, tmp_path):
+    from PIL import Image
+
+    big = tmp_path / "big.jpg"
+    sample_photos["china"].resize((2560, 1707), Image.Resampling.BICUBIC).save(big, quality=90)
+    config = pretrained_lite0.data_config
+    assert Preprocessor(config).open(big).size == (640, 427)  # 1/4 scale, short side >= 256
+    assert Preprocessor(config, draft=False).open(big).size == (2560, 1707)
+
+
+def test_the_embedding_path_refuses_decompression_bombs(pretrained_lite0, tmp_path):
+    bomb = tmp_path / "bomb.png"
+    bomb.write_bytes(images_factory.png_bomb_bytes(30000, 30000))
+    with pytest.raises(ImageRejected, match="900000000 pixels exceeds limit 40000000"):
+        Preprocessor(pretrained_lite0.data_config).from_path(bomb)
+    modest = tmp_path / "modest.png"
+    modest.write_bytes(images_factory.png_bomb_bytes(3000, 3000))
+    with pytest.raises(ImageRejected, match="3000x3000 pixels exceeds limit 1000000"):
+        Preprocessor(pretrained_lite0.data_config, max_pixels=1_000_000).from_path(modest)
+
+
+def test_the_embedding_path_keeps_the_format_allow_list(pretrained_lite0, tmp_path):
+    eps = tmp_path / "drawing.jpg"
+    eps.write_bytes(images_factory.eps_bytes())
+    with pytest.raises(ImageRejected, match="format EPS not allowed"):
+        Preprocessor(pretrained_lite0.data_config).open(eps)
+    with pytest.raises(ImageRejected, match="file not found"):
+        Preprocessor(pretrained_lite0.data_config).open(tmp_path / "missing.jpg")
