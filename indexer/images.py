@@ -79,7 +79,7 @@ class LoadedImage:
 
     image: Image.Image
     format: str  # Pillow's name, one of ALLOWED_FORMATS
-    width: int  # after EXIF orientation
+    width: int  # as decoded (after a JPEG draft) and after EXIF orientation
     height: int
 
     @property
