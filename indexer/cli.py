@@ -752,7 +752,7 @@ def cmd_index_reindex(args) -> None:
         print(f"re-index job {job.id} queued (`lookalike jobs {job.id}` shows it)")
         return
     from indexer import jobs
-    from workers.locks import reindex_lock_factory
+    from indexer.locks import reindex_lock_factory
 
     with _engine(args) as engine:
         started = time.perf_counter()

@@ -1,8 +1,9 @@
 """Queue work for the workers from any process (the CLI, the HTTP API), by task name.
 
-Nothing here imports the tasks themselves: a job is written to the catalog
-first, then one message names it, so the caller needs the catalog and the
-broker, not torch.
+Nothing here imports the tasks themselves (names come from :mod:`workers.names`,
+routes and serialisation from :mod:`workers.config`): a job is written to the
+catalog first, then one message names it, so the caller needs the catalog and
+the broker, not torch.
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ from celery import Celery
 from indexer import jobs
 from indexer.catalog import Catalog, Job, JobKind
 from indexer.config import Settings
-from workers.app import TASK_NAMES, celery_config
+from workers.config import celery_config
+from workers.names import TASK_NAMES
 
 
 def _app(settings: Settings) -> Celery:
@@ -24,7 +26,7 @@ def _app(settings: Settings) -> Celery:
 
 
 def send(settings: Settings, task: str, *args: object, **kwargs: object) -> None:
-    """Send one task by its short name (see :data:`workers.app.TASK_NAMES`)."""
+    """Send one task by its short name (see :data:`workers.names.TASK_NAMES`)."""
     app = _app(settings)
     try:
         # Progress lives in the catalog: no result to wait for, so no subscription to the

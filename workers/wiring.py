@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING
 
 from celery import signals
 
-from workers import runtime
-from workers.app import TASK_NAMES
+from workers.names import TASK_NAMES
+from workers.state import state_of
 
 if TYPE_CHECKING:
     from celery import Celery
@@ -20,18 +20,19 @@ PRELOAD_KEY = "lookalike_preload_model"  # set by `lookalike worker` for embed/i
 
 
 def connect(app: Celery) -> None:
+    state = state_of(app)
+
     def process_init(**_: object) -> None:
-        runtime.reset(close=False)
+        state.reset(close=False)  # the parent's connections are not this process's
         if app.conf.get(PRELOAD_KEY):
-            runtime.engine(app)
+            state.engine()
 
     def ready(sender=None, **_: object) -> None:
         # This worker may replace one that died holding tasks (the embedded transport
         # cannot give them back). Once a quiet period has passed, look for stalled jobs;
         # beat's periodic sweep covers the rest.
-        settings = app.lookalike_settings
-        if settings.sweep_interval > 0:
-            app.send_task(TASK_NAMES["sweep"], countdown=settings.stalled_after + 1)
+        if state.settings.sweep_interval > 0:
+            app.send_task(TASK_NAMES["sweep"], countdown=state.settings.stalled_after + 1)
 
     signals.worker_process_init.connect(process_init, weak=False)
     signals.worker_ready.connect(ready, weak=False)

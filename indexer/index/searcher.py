@@ -22,7 +22,7 @@ import faiss
 import numpy as np
 
 from indexer.index.factory import prefer_low_latency, search_parameters
-from indexer.index.store import LoadedIndex
+from indexer.index.versions import LoadedIndex
 
 log = logging.getLogger(__name__)
 

@@ -24,9 +24,9 @@ random point, and IVF recall curves (the script prints this comparison first).
 
 Queries are held-out points of catalogued products (a shopper's new photo of a
 product in the catalogue). Ground truth is exact top-10 by ``faiss.knn``
-(inner product, batched). Each index is built by the engine's own
-``build_index`` and searched by its ``ShardedSearcher``; the 'auto' row uses
-``factory=None``, i.e. the settings' default, exactly as the engine does. For
+(inner product, batched). Each index is built by the engine's own index store
+(``IndexStore.from_settings``) and searched by its ``ShardedSearcher``; the 'auto'
+row uses ``factory=None``, i.e. the settings' default, exactly as the engine does. For
 each index: build time, bytes per vector (shard files / n), the smallest nprobe
 in 1, 2, 4, ..., 256 whose recall@10 reaches the target (0.95), refined by
 bisection towards the previous power of two (``--no-refine``: off), and single-query
@@ -71,7 +71,7 @@ if str(REPO) not in sys.path:  # runnable as a plain script from anywhere
 from indexer.config import Settings  # noqa: E402
 from indexer.index.factory import flat_spec, ivf_flat_spec, ivf_pq_spec  # noqa: E402
 from indexer.index.searcher import ShardedSearcher  # noqa: E402
-from indexer.index.store import IndexStore, build_index  # noqa: E402
+from indexer.index.store import IndexStore  # noqa: E402
 
 log = logging.getLogger("bench_index")
 K = 10
@@ -336,11 +336,11 @@ def latencies(searcher: ShardedSearcher, queries: np.ndarray, nprobe: int | None
 
 
 def build(name: str, factory: str | None, base, ids, settings: Settings, args) -> Row:
-    """Build one index with the engine's ``build_index``; record time and size."""
+    """Build one index as the engine does (settings' defaults); record time and size."""
     log.info("building %s (%s)", name, factory or f"settings: {settings.index_factory}")
     started = time.perf_counter()
-    version = build_index(
-        ids, base, model_version="bench", n_shards=args.shards, factory=factory, settings=settings
+    version = IndexStore.from_settings(settings).build(
+        ids, base, model_version="bench", n_shards=args.shards, factory=factory
     )
     row = Row(name, version=version, build_s=time.perf_counter() - started)
     manifest = IndexStore.from_settings(settings).manifest(version)

@@ -1,10 +1,8 @@
-"""workers.app configuration, the embedded transport and the Redis re-index lock (no workers)."""
+"""The app factory, its configuration and the embedded transport (no worker processes)."""
 
 from __future__ import annotations
 
 import multiprocessing
-import os
-import signal
 import subprocess
 import sys
 import textwrap
@@ -13,14 +11,14 @@ import time
 from pathlib import Path
 
 import pytest
-import redis
 from kombu import Connection, Exchange, Queue
 from pydantic import ValidationError
 
 from indexer.config import Settings
-from indexer.index.errors import ReindexRunning
-from workers.app import TASK_NAMES, beat_schedule, celery_config, create_app
-from workers.locks import redis_lock, reindex_lock_factory
+from workers.app import create_app
+from workers.config import beat_schedule, celery_config
+from workers.names import TASK_NAMES
+from workers.state import WorkerState, state_of
 
 
 def settings_for(tmp_path: Path, **values) -> Settings:
@@ -48,6 +46,45 @@ def test_json_only_late_acks_prefetch_one_and_each_stage_on_its_queue(tmp_path):
     assert set(TASK_NAMES.values()) <= set(app.tasks)
     reindex = app.tasks[TASK_NAMES["reindex"]]
     assert reindex.time_limit == 3 * 3600 < transport["visibility_timeout"]
+
+
+def test_two_apps_in_one_process_each_have_every_task_bound_to_their_own_settings(tmp_path):
+    from celery import Celery
+
+    first = create_app(settings_for(tmp_path / "a"))
+    second = create_app(settings_for(tmp_path / "b", reindex_time_limit=600))
+    for app in (first, second):
+        assert set(TASK_NAMES.values()) <= set(app.tasks)
+        assert all(app.tasks[name].app is app for name in TASK_NAMES.values())
+    assert first.tasks[TASK_NAMES["reindex"]].time_limit == 3 * 3600
+    assert second.tasks[TASK_NAMES["reindex"]].time_limit == 600
+    assert second.tasks[TASK_NAMES["reindex"]].soft_time_limit == 570
+    # Each app has its own per-process state, made from its own settings.
+    assert isinstance(state_of(first), WorkerState) and state_of(first) is not state_of(second)
+    assert state_of(first).settings.home == tmp_path / "a" / "home"
+    assert state_of(second).settings.home == tmp_path / "b" / "home"
+    with pytest.raises(RuntimeError, match="not made by workers.app.create_app"):
+        state_of(Celery("other", set_as_current=False))
+
+
+@pytest.mark.parametrize(
+    "module", ["workers.names", "workers.app", "workers.tasks", "workers.wiring", "workers.client"]
+)
+def test_each_workers_module_imports_first_and_names_is_a_leaf(module):
+    """No import circle: any module can be the first one imported. Senders (the API
+    through workers.client) import no task code, and the names import no Celery."""
+    code = textwrap.dedent(f"""
+        import sys
+        import {module}
+        loaded = set(sys.modules)
+        if {module!r} == "workers.names":
+            assert not {{"celery", "kombu"}} & loaded, sorted(loaded)
+        if {module!r} == "workers.client":
+            assert "workers.tasks" not in loaded and "torch" not in loaded
+    """)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
 
 
 def test_without_a_broker_url_everything_stays_in_the_data_directory(tmp_path):
@@ -155,50 +192,6 @@ def test_the_embedded_transport_hands_each_message_to_exactly_one_consumer(tmp_p
     assert sorted(received) == list(range(200))
     assert [p.name for p in folder.iterdir()] == [".123_abc.ingest.msg.tmp"]
     assert not list((tmp_path / "claimed").iterdir())
-
-
-HOLD_LOCK = textwrap.dedent("""
-    import sys, time, redis
-    from workers.locks import redis_lock
-    client = redis.Redis.from_url(sys.argv[1])
-    with redis_lock(client, sys.argv[2], ttl=float(sys.argv[3])):
-        print("held", flush=True)
-        time.sleep(600)
-""")
-
-
-def test_the_redis_lock_names_its_holder_is_renewed_and_expires_when_the_holder_dies(
-    redis_prefix, redis_url
-):
-    client = redis.Redis.from_url(redis_url)
-    key = f"{redis_prefix}reindex-lock"
-    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, redis_url, key, "1.5"],
-                              stdout=subprocess.PIPE, text=True, start_new_session=True)
-    try:
-        assert holder.stdout.readline().strip() == "held"
-        time.sleep(2.5)  # longer than the ttl: the holder renews it
-        with pytest.raises(ReindexRunning, match=rf"pid {holder.pid} on .*Redis lock {key}"):
-            with redis_lock(client, key, ttl=5):
-                pass
-        os.killpg(holder.pid, signal.SIGKILL)  # dies without releasing
-        holder.wait(10)
-        deadline = time.monotonic() + 5
-        while client.exists(key):
-            assert time.monotonic() < deadline, "the dead holder's lock never expired"
-            time.sleep(0.1)
-        with redis_lock(client, key, ttl=5):
-            assert client.exists(key)
-        assert not client.exists(key)  # released
-    finally:
-        if holder.poll() is None:
-            os.killpg(holder.pid, signal.SIGKILL)
-            holder.wait(10)
-
-
-def test_the_lock_factory_uses_redis_only_when_redis_is_configured(tmp_path):
-    assert reindex_lock_factory(settings_for(tmp_path)) is None
-    assert reindex_lock_factory(settings_for(tmp_path, broker_url="redis://x:1/0")) is not None
-    assert reindex_lock_factory(settings_for(tmp_path, redis_url="redis://x:1/0")) is not None
 
 
 def test_a_second_broker_folder_in_one_process_gets_its_own_bindings(tmp_path):

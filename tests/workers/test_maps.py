@@ -35,8 +35,9 @@ def test_an_index_job_queues_the_map_of_its_new_version(make_setup, shop, procs,
 def test_a_reindex_queues_its_map_and_a_superseded_version_gets_none(make_setup, shop, tmp_path):
     """The tasks run eagerly here: reindex -> map, as the workers chain them."""
     from indexer import jobs
-    from workers import runtime
-    from workers.app import TASK_NAMES, create_app
+    from workers.app import create_app
+    from workers.names import TASK_NAMES
+    from workers.state import state_of
 
     setup = make_setup()
     app = create_app(setup.settings)
@@ -59,4 +60,4 @@ def test_a_reindex_queues_its_map_and_a_superseded_version_gets_none(make_setup,
         old = app.tasks[TASK_NAMES["map"]].apply(args=(first,)).get()
         assert old == {"version": first, "computed": False, "current": second}
     finally:
-        runtime.reset()
+        state_of(app).close()

@@ -8,21 +8,26 @@ import pytest
 from indexer import jobs
 from indexer.catalog import JobKind
 from indexer.engine import Lookalike
-from workers import runtime
-from workers.app import TASK_NAMES, create_app
+from workers.app import create_app
+from workers.names import TASK_NAMES
+from workers.state import state_of
 
 
 @pytest.fixture
 def eager(make_setup):
+    apps = []
+
     def build(**values):
         setup = make_setup(**values)
         app = create_app(setup.settings)
         app.conf.task_always_eager = True
         app.conf.task_eager_propagates = True
+        apps.append(app)
         return setup, app
 
     yield build
-    runtime.reset()
+    for app in apps:  # each app opened its own catalog and engine
+        state_of(app).close()
 
 
 def run(app, task: str, *args, **kwargs):

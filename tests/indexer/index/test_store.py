@@ -1,271 +1,41 @@
-"""Index versions: manifest, CURRENT, verification, crash safety, copy-on-write updates."""
+"""The IndexStore facade: one object over versions, writes and the re-index lock."""
 
 from __future__ import annotations
 
-import fcntl
-import json
-import os
-import subprocess
-import sys
-from datetime import datetime
-
 import numpy as np
-import pytest
 
 from indexer.config import Settings
-from indexer.fsutil import sha256_file
-from indexer.index import store as store_module
-from indexer.index.errors import (
-    IndexBuildError,
-    IndexLoadError,
-    IndexLockedError,
-    IndexNotFoundError,
-)
-from indexer.index.searcher import ShardedSearcher
-from indexer.index.store import IndexStore, build_index
+from indexer.index.store import IndexStore
+from indexer.index.writer import BuildOptions
 
 DIM = 16
 
 
-@pytest.fixture
-def data(synth):
-    return synth.random_ids(2_000), synth.clustered(2_000, DIM)
-
-
-def _built(store, data, **kwargs):
-    ids, vectors = data
-    kwargs.setdefault("n_shards", 3)
-    return store.build(ids, vectors, model_version="m1", activate=True, **kwargs)
-
-
-def _top1(store, queries, version=None):
-    with ShardedSearcher(store.load(version)) as searcher:
-        return searcher.search(queries, 1)[1][:, 0]
-
-
-def test_manifest_records_what_a_reader_needs(store, data):
-    version = _built(store, data)
-    manifest = json.loads((store.root / version / "manifest.json").read_text())
-    assert manifest["format_version"] == 1
-    assert manifest["version"] == version
-    assert manifest["model_version"] == "m1"
-    assert manifest["dim"] == DIM
-    assert manifest["metric"] == "inner_product"
-    assert manifest["factory"] == "IDMap2,Flat" and manifest["index_type"] == "flat"
-    assert manifest["nlist"] == 0 and manifest["default_nprobe"] == 0
-    assert manifest["n_shards"] == 3 and len(manifest["shards"]) == 3
-    assert manifest["total"] == 2_000 == sum(s["count"] for s in manifest["shards"])
-    ids = data[0]
-    for shard, entry in enumerate(manifest["shards"]):
-        path = store.root / version / entry["file"]
-        assert entry["file"] == f"shard-{shard:02d}.faiss"
-        assert entry["count"] == int((ids % 3 == shard).sum())
-        assert entry["sha256"] == sha256_file(path) and entry["bytes"] == path.stat().st_size
-    created = datetime.fromisoformat(manifest["created"].replace("Z", "+00:00"))
-    assert created.utcoffset().total_seconds() == 0
-
-
-def test_ivf_manifest_has_nlist_and_default_nprobe(store, synth):
-    ids, vectors = synth.random_ids(4_000), synth.clustered(4_000, DIM)
-    version = store.build(ids, vectors, model_version="m1", n_shards=1, flat_threshold=1_000)
-    manifest = store.manifest(version)
-    assert manifest.factory == f"IVF{manifest.nlist},Flat" and manifest.nlist == 64
-    assert manifest.default_nprobe == 16 and "sqrt(nlist)" in manifest.nprobe_rule
-
-
-def test_current_is_switched_only_by_activate(store, data):
-    ids, vectors = data
-    assert store.current_version() is None
-    with pytest.raises(IndexNotFoundError, match="build one first"):
-        store.load()
-    first = store.build(ids, vectors, model_version="m1", n_shards=2)
-    assert store.current_version() is None
-    store.activate(first)
-    assert (store.root / "CURRENT").read_text() == first + "\n"
-    second = store.build(ids[:100], vectors[:100], model_version="m1", n_shards=2)
-    assert store.current_version() == first
-    store.activate(second)
-    assert store.current_version() == second and store.load().ntotal == 100
-    store.activate(first)  # rollback
-    assert store.load().ntotal == 2_000
-    assert store.list_versions() == sorted([first, second])
-    assert not [p for p in store.root.iterdir() if p.name.endswith(".tmp")]
-    with pytest.raises(IndexNotFoundError):
-        store.activate("20991231T000000.000000Z-0000")
-
-
-@pytest.mark.parametrize("damage", ["flip", "truncate", "delete"])
-def test_damaged_shard_is_refused_and_previous_version_still_loads(store, data, damage):
-    good = _built(store, data)
-    bad = _built(store, (data[0][:1_000], data[1][:1_000]))
-    path = store.root / bad / "shard-01.faiss"
-    if damage == "flip":
-        raw = bytearray(path.read_bytes())
-        raw[len(raw) // 2] ^= 0xFF
-        path.write_bytes(bytes(raw))
-    elif damage == "truncate":
-        path.write_bytes(path.read_bytes()[:-7])
-    else:
-        path.unlink()
-    with pytest.raises(IndexLoadError, match=f"shard-01.faiss of index version {bad}"):
-        store.load()
-    with pytest.raises(IndexLoadError, match="shard-01.faiss"):
-        store.activate(bad)
-    assert store.load(good).ntotal == 2_000
-    store.activate(good)
-    assert store.load().ntotal == 2_000
-
-
-def test_mismatched_model_version_or_dim_is_refused(store, data):
-    _built(store, data)
-    with pytest.raises(IndexLoadError, match="built for model 'm1', expected 'm2'"):
-        store.load(expected_model_version="m2")
-    with pytest.raises(IndexLoadError, match="dimension 16, expected 32"):
-        store.load(expected_dim=32)
-    assert store.load(expected_model_version="m1", expected_dim=DIM).ntotal == 2_000
-    with pytest.raises(ValueError, match="dimension"):
-        store.add(np.array([1]), np.ones((1, 32), np.float32))
-    with pytest.raises(IndexBuildError, match="not 'm2'"):
-        store.add(np.array([1]), np.ones((1, DIM), np.float32), expected_model_version="m2")
-
-
-def test_crash_before_switching_current_keeps_old_version(store, data, monkeypatch, synth):
-    old = _built(store, data)
-    queries = data[1][:20]
-    before = _top1(store, queries)
-
-    def crash(root, version):
-        raise OSError("power cut")
-
-    monkeypatch.setattr(store_module, "switch_current", crash)
-    new_ids = synth.random_ids(20, seed=7)
-    with pytest.raises(OSError, match="power cut"):
-        store.add(new_ids, queries)  # would become the top hit of every query
-    assert store.current_version() == old
-    assert (_top1(store, queries) == before).all()
-
-
-def test_half_written_version_without_manifest_is_ignored(store, data):
-    old = _built(store, data)
-    half = store.root / "29991231T235959.999999Z-dead"
-    half.mkdir()
-    (half / "shard-00.faiss").write_bytes(b"partial")
-    (store.root / ".CURRENT.abc.tmp").write_text(half.name)
-    assert store.list_versions() == [old]
-    assert store.current_version() == old
-    assert store.load().ntotal == 2_000
-    with pytest.raises(IndexLoadError, match="no manifest.json"):
-        store.load(half.name)
-    with pytest.raises(IndexLoadError):
-        store.activate(half.name)
-
-
-def test_failed_build_leaves_no_version(store, synth):
-    ids, vectors = synth.random_ids(50), synth.clustered(50, DIM)
-    with pytest.raises(IndexBuildError, match="too few to train"):
-        store.build(ids, vectors, model_version="m1", n_shards=1, factory="IVF64,Flat")
-    assert store.list_versions() == [] and [p.name for p in store.root.iterdir()] == [".lock"]
-    with pytest.raises(ValueError, match="unique"):
-        store.build(np.array([1, 1]), vectors[:2], model_version="m1", n_shards=1)
-
-
-def test_incremental_add_replaces_and_reuses_unchanged_shards(store, data):
-    ids, vectors = data
-    old = _built(store, data)
-    # Pick a new id that lands in shard 1 of 3, and a query near nothing in particular.
-    new_id = int(ids.max()) + 1
-    new_id += (1 - new_id % 3) % 3
-    probe = -vectors[:1]  # far from its own source point
-    new = store.add(np.array([new_id]), probe)
-    assert store.current_version() == new and store.manifest(new).parent == old
-    assert _top1(store, probe)[0] == new_id
-    assert store.load().ntotal == 2_001
-
-    old_dir, new_dir = store.root / old, store.root / new
-    for shard in (0, 2):  # untouched: the very same file (hard link)
-        name = f"shard-{shard:02d}.faiss"
-        assert os.stat(old_dir / name).st_ino == os.stat(new_dir / name).st_ino
-    assert os.stat(old_dir / "shard-01.faiss").st_ino != os.stat(new_dir / "shard-01.faiss").st_ino
-    assert store.load(old).ntotal == 2_000  # the old version is untouched
-
-    # Re-adding an existing id replaces its vector: no duplicate.
-    store.add(np.array([new_id]), vectors[5:6])
-    loaded = store.load()
-    assert loaded.ntotal == 2_001
-    with ShardedSearcher(loaded) as searcher:
-        _, found = searcher.search(vectors[5:6], 3)
-    assert sorted(found[0, :2].tolist()) == sorted([new_id, int(ids[5])])
-    assert len(set(found[0].tolist())) == 3
-
-
-def test_incremental_remove(store, data):
-    ids, vectors = data
-    _built(store, data)
-    assert _top1(store, vectors[:3]).tolist() == ids[:3].tolist()
-    version = store.remove(ids[:3])
-    assert store.load().ntotal == 1_997
-    assert not set(_top1(store, vectors[:3]).tolist()) & set(ids[:3].tolist())
-    assert store.remove(ids[:3]) == version  # nothing left to remove: no new version
-    assert len(store.list_versions()) == 2
-
-
-def test_incremental_update_of_ivf_index_needs_no_retraining(store, synth):
-    ids, vectors = synth.random_ids(4_000), synth.clustered(4_000, DIM)
-    store.build(ids, vectors, model_version="m1", n_shards=2, flat_threshold=500, activate=True)
-    extra_ids, extra = synth.random_ids(50, seed=3), synth.clustered(50, DIM, seed=3)
-    store.add(extra_ids, extra)
-    loaded = store.load()
-    assert loaded.ntotal == 4_050 and loaded.manifest.index_type == "ivf_flat"
-    with ShardedSearcher(loaded) as searcher:
-        _, found = searcher.search(extra, 1, nprobe=loaded.nlist)
-    assert (found[:, 0] == extra_ids).all()
-    store.remove(extra_ids)
-    assert store.load().ntotal == 4_000
-
-
-def test_add_before_any_build_is_refused(store):
-    with pytest.raises(IndexNotFoundError, match="build one first"):
-        store.add(np.array([1]), np.ones((1, DIM), np.float32))
-
-
-def test_writer_lock_excludes_another_process(store, data):
-    holder = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            "import fcntl, os, sys, time\n"
-            f"os.makedirs({str(store.root)!r}, exist_ok=True)\n"
-            f"fd = os.open({str(store.root / '.lock')!r}, os.O_RDWR | os.O_CREAT)\n"
-            "fcntl.flock(fd, fcntl.LOCK_EX)\n"
-            "print('locked', flush=True)\n"
-            "sys.stdin.read()\n",
-        ],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert holder.stdout.readline().strip() == "locked"
-        impatient = IndexStore(store.root, lock_timeout=0.2)
-        with pytest.raises(IndexLockedError, match="another process"):
-            impatient.build(*data, model_version="m1", n_shards=1)
-    finally:
-        holder.stdin.close()
-        holder.wait(timeout=10)
-    assert IndexStore(store.root, lock_timeout=0.2).build(*data, model_version="m1", n_shards=1)
-    fd = os.open(store.root / ".lock", os.O_RDWR)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # released after the build
-    finally:
-        os.close(fd)
-
-
-def test_module_api_uses_settings(tmp_path, data):
-    settings = Settings(home=tmp_path, shards=2, flat_threshold=10)
-    ids, vectors = data
-    version = build_index(ids, vectors, model_version="m1", settings=settings, activate=True)
-    assert store_module.current_version(settings=settings) == version
-    manifest = store_module.load(settings=settings).manifest
+def test_from_settings_builds_with_the_settings_shards_and_index_choice(tmp_path, synth):
+    settings = Settings(home=tmp_path, shards=2, flat_threshold=10, _env_file=None)
+    ids, vectors = synth.random_ids(2_000), synth.clustered(2_000, DIM)
+    store = IndexStore.from_settings(settings)
+    assert store.writer.defaults == BuildOptions(n_shards=2, flat_threshold=10)
+    version = store.build(ids, vectors, model_version="m1", activate=True)
+    assert store.current_version() == version
+    manifest = store.load().manifest
     assert manifest.n_shards == 2 and manifest.index_type == "ivf_flat"
     assert (tmp_path / "index" / version / "manifest.json").is_file()
-    assert store_module.list_versions(settings=settings) == [version]
+    assert store.list_versions() == [version]
+    # What a caller gives wins over the settings.
+    flat = store.build(ids, vectors, model_version="m1", n_shards=3, factory="Flat")
+    assert store.manifest(flat).n_shards == 3 and store.manifest(flat).index_type == "flat"
+    assert store.current_version() == version  # not activated
+
+
+def test_a_store_without_settings_builds_one_exact_shard(tmp_path, synth):
+    store = IndexStore(tmp_path / "index")
+    ids, vectors = synth.random_ids(100), synth.clustered(100, DIM)
+    version = store.build(ids, vectors, model_version="m1", activate=True)
+    manifest = store.manifest(version)
+    assert manifest.n_shards == 1 and manifest.factory == "IDMap2,Flat"
+    # Writes through the facade switch CURRENT like activate does, and land in HISTORY.
+    added = store.add(np.array([7], dtype=np.int64), vectors[:1])
+    removed = store.remove(np.array([7], dtype=np.int64))
+    assert store.history() == [version, added, removed]
+    assert store.load().ntotal == 100

@@ -1,4 +1,4 @@
-"""Pruning old index versions: what is kept, what goes, and hard-linked shards survive."""
+"""Index versions: pruning old ones (what is kept, what goes; hard-linked shards survive)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ import os
 import pytest
 
 from indexer.config import Settings
-from indexer.index import store as store_module
 from indexer.index.errors import IndexLockedError, NothingToRollBack
 from indexer.index.searcher import ShardedSearcher
 from indexer.index.store import IndexStore
@@ -140,12 +139,12 @@ def test_prune_waits_for_the_writer_lock(store, synth):
     assert impatient.prune(keep=1) == [a]
 
 
-def test_module_api_prune(tmp_path, synth):
-    settings = Settings(home=tmp_path, shards=2)
+def test_prune_of_the_settings_store(tmp_path, synth):
+    settings = Settings(home=tmp_path, shards=2, _env_file=None)
     ids, vectors = synth.random_ids(50), synth.clustered(50, DIM)
     versions = [
-        store_module.build_index(ids, vectors, model_version="m1", settings=settings, activate=True)
+        IndexStore.from_settings(settings).build(ids, vectors, model_version="m1", activate=True)
         for _ in range(3)
     ]
-    assert store_module.prune(2, settings=settings) == versions[:1]
-    assert store_module.list_versions(settings=settings) == versions[1:]
+    assert IndexStore.from_settings(settings).prune(2) == versions[:1]
+    assert IndexStore.from_settings(settings).list_versions() == versions[1:]

@@ -1,4 +1,4 @@
-"""Activation history and rollback, including crashes between writing and switching."""
+"""Index versions: activation history and rollback, and crashes between writing and switching."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import textwrap
 import pytest
 
 from indexer.config import Settings
-from indexer.index import store as store_module
+from indexer.index import versions as versions_module
 from indexer.index.errors import IndexLockedError, NothingToRollBack
 from indexer.index.searcher import ShardedSearcher
 from indexer.index.store import IndexStore
@@ -98,7 +98,7 @@ def test_crash_between_switch_and_history_is_harmless(store, synth, monkeypatch)
     a = _build(store, synth, 100)
     b = _build(store, synth, 200)
     # An activation that died after switching CURRENT, before recording it.
-    store_module.switch_current(store.root, a)
+    versions_module.switch_current(store.root, a)
     assert (store.root / "HISTORY").read_text().split() == [a, b]
     assert store.history() == [b, a]
     assert store.rollback() == b
@@ -111,7 +111,7 @@ def test_crash_between_switch_and_history_is_harmless(store, synth, monkeypatch)
         raise OSError("power cut")
 
     with monkeypatch.context() as patch:
-        patch.setattr(store_module, "switch_current", crash)
+        patch.setattr(versions_module, "switch_current", crash)
         with pytest.raises(OSError, match="power cut"):
             store.rollback()
     assert store.current_version() == c and store.load().ntotal == 300
@@ -136,40 +136,43 @@ _CRASHING_CHILD = textwrap.dedent(
     """
     import os, sys, time
     import numpy as np
-    from indexer.index import store as store_module
+    import importlib
+    from indexer.index.store import IndexStore
 
-    root, hook = sys.argv[1], sys.argv[2]
+    root, module, hook = sys.argv[1], sys.argv[2], sys.argv[3]
 
     def stop_here(*args, **kwargs):
         print("ready", flush=True)
         time.sleep(600)
 
-    setattr(store_module, hook, stop_here)
+    setattr(importlib.import_module(module), hook, stop_here)
     rng = np.random.default_rng(5)
     vectors = rng.standard_normal((150, {dim})).astype("float32")
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
     ids = np.arange(10_000, 10_150, dtype=np.int64)
-    store_module.IndexStore(root).build(ids, vectors, model_version="m1", n_shards=2, activate=True)
+    IndexStore(root).build(ids, vectors, model_version="m1", n_shards=2, activate=True)
     print("not killed", flush=True)
     """
 ).format(dim=DIM)
 
 
 @pytest.mark.parametrize(
-    "hook",
+    ("module", "hook"),
     [
-        "switch_current",  # the new version is complete (manifest and all) but not current
-        "write_manifest",  # every shard is written, the manifest is not
+        # the new version is complete (manifest and all) but not current
+        ("indexer.index.versions", "switch_current"),
+        # every shard is written, the manifest is not
+        ("indexer.index.writer", "write_manifest"),
     ],
 )
-def test_killed_between_writing_a_version_and_switching_to_it(store, synth, hook):
+def test_killed_between_writing_a_version_and_switching_to_it(store, synth, module, hook):
     old = _build(store, synth, 100)
     queries = synth.clustered(10, DIM, seed=0)
     with ShardedSearcher(store.load()) as searcher:
         before = searcher.search(queries, 3)[1]
 
     child = subprocess.Popen(
-        [sys.executable, "-c", _CRASHING_CHILD, str(store.root), hook],
+        [sys.executable, "-c", _CRASHING_CHILD, str(store.root), module, hook],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -212,19 +215,20 @@ def test_killed_between_writing_a_version_and_switching_to_it(store, synth, hook
     assert later.rollback() == old and later.load().ntotal == 100
 
 
-def test_module_api_rollback_and_history(tmp_path, synth):
-    settings = Settings(home=tmp_path, shards=2)
+def test_rollback_and_history_of_the_settings_store(tmp_path, synth):
+    settings = Settings(home=tmp_path, shards=2, _env_file=None)
     ids, vectors = synth.random_ids(60), synth.clustered(60, DIM)
-    a = store_module.build_index(ids, vectors, model_version="m1", settings=settings, activate=True)
-    b = store_module.build_index(
-        ids[:30], vectors[:30], model_version="m1", settings=settings, activate=True
+    a = IndexStore.from_settings(settings).build(ids, vectors, model_version="m1", activate=True)
+    b = IndexStore.from_settings(settings).build(
+        ids[:30], vectors[:30], model_version="m1", activate=True
     )
-    assert store_module.history(settings=settings) == [a, b]
-    assert store_module.rollback(settings=settings, expected_model_version="m1") == a
-    assert store_module.current_version(settings=settings) == a
+    store = IndexStore.from_settings(settings)  # another process's view: files only
+    assert store.history() == [a, b]
+    assert store.rollback(expected_model_version="m1") == a
+    assert IndexStore.from_settings(settings).current_version() == a
     with pytest.raises(NothingToRollBack):
-        store_module.rollback(settings=settings)
-    assert store_module.load(settings=settings).ntotal == 60
+        store.rollback()
+    assert IndexStore.from_settings(settings).load().ntotal == 60
 
 
 def test_history_trouble_never_undoes_a_switch(store, synth, monkeypatch):
