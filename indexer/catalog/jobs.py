@@ -49,7 +49,7 @@ class JobsMixin(CatalogBase):
         finds them); until then the job has ``chunks == -1``.
 
         ``entries``: dicts with ``kind`` (url or path), ``location`` and optionally
-        ``product_id``, ``label``, ``title``, ``page_url``, ``replaces``, ``fetch_id``;
+        ``product_id``, ``label``, ``title``, ``page_url``, ``replaces``;
         they are numbered into chunks of ``chunk_size`` in the order given.
         ``removals``: dicts with ``location`` and ``item_id`` of items the source no
         longer offers (chunk -1, pending until the index writer removes them).
