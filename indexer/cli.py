@@ -52,7 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Query-by-image search for product catalogues.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog=_examples(
-            "lookalike ingest photos/ && lookalike embed && lookalike index build",
+            "lookalike ingest photos/     # store, embed and index the images",
             "lookalike search query.jpg -k 5",
             "LOOKALIKE_HOME=/srv/lookalike lookalike index stats",
         ),
@@ -95,22 +95,20 @@ def build_parser() -> argparse.ArgumentParser:
                     "(default: $LOOKALIKE_API_BIND, 127.0.0.1:8000)")
 
     ingest = command(
-        "ingest", "add the images of a folder or a manifest (CSV / JSON Lines) to the catalog",
-        cmd_ingest,
+        "ingest", "take in the images of a folder, a manifest (CSV / JSON Lines) or a site: "
+        "download, store, embed and index them", cmd_ingest,
         "lookalike ingest photos/            # one sub-folder per product or class",
         "lookalike ingest catalogue.csv      # columns: path or image_url, product_id, ...",
-        "lookalike ingest catalogue.csv --inline       # also download, embed and index, here",
+        "lookalike ingest https://shop.example/        # crawl the site for products, here",
         "lookalike ingest catalogue.csv --background   # the workers do all of it; prints a job",
         "lookalike ingest catalogue.csv --background --wait",
-        "lookalike ingest https://shop.example/ --background   # crawl the site for products",
     )
-    ingest.add_argument(
-        "path", help="folder or manifest file; with --inline/--background also a site's URL"
-    )
+    ingest.add_argument("path", help="folder, manifest or image file, or a site's http(s) URL")
     how = ingest.add_mutually_exclusive_group()
     how.add_argument(
         "--inline", action="store_true",
-        help="run the whole job in this process: download URL rows, store, embed, index",
+        help="the default, kept as a synonym: run the whole job in this process "
+        "(download URL rows, store, embed, index); every image ends stored or failed",
     )
     how.add_argument(
         "--background", action="store_true",
@@ -121,7 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ingest.add_argument(
         "--once", action="store_true",
-        help="with --inline/--background: do not re-crawl this source on the beat schedule",
+        help="do not re-crawl this source on the beat schedule",
     )
 
     embed = command(
@@ -402,11 +400,8 @@ def cmd_demo(args) -> None:
     with _engine(args) as engine:
         images = _demo_images(args, engine.settings)
         started = time.perf_counter()
-        report = engine.ingest(images, progress=True)
-        _print_ingest(report)
-        embedded = engine.embed(progress=True)
-        print(f"embedded {embedded.embedded} images with {embedded.model_version}")
-        version = engine.build_index()
+        _print_ingest(engine.ingest(images, progress=True))  # stored, embedded, indexed
+        version = engine.build_index()  # one fresh version, whatever the index held before
         print(f"index version {version} is current "
               f"({time.perf_counter() - started:.1f} s from folder to index)")
         query = next(iter(sorted(p for p in images.rglob("*.jpg"))), None) or next(
@@ -501,32 +496,17 @@ def _follow_demo_job(processes, settings, job_id: int) -> None:
 def cmd_ingest(args) -> None:
     from indexer.jobs import is_url
 
-    if is_url(args.path):
-        if not (args.inline or args.background):
-            raise CommandError("a site to crawl needs --inline or --background")
-    else:
+    if not is_url(args.path):
         args.path = Path(args.path)
         if not args.path.exists():
             raise CommandError(f"no such file or folder: {args.path}")
     if args.wait and not args.background:
         raise CommandError("--wait goes with --background")
-    if args.once and not (args.inline or args.background):
-        raise CommandError("--once goes with --inline or --background")
     if args.background:
         _ingest_background(args)
         return
-    with _engine(args) as engine:
-        if not args.inline:
-            _print_ingest(engine.ingest(args.path, progress=True))
-            return
-        from indexer import jobs
-
-        job = jobs.submit_source(engine.catalog, engine.settings, args.path,
-                                 register=not args.once)
-        print(f"job {job.id}: {job.total if job.planned else 'crawling for'} images from "
-              f"{job.source}")
-        state = jobs.run_inline(engine, job.id, progress_bar=True)
-        _print_job(state, failures=20)
+    with _engine(args) as engine:  # the whole job here: download, store, embed, index
+        _print_ingest(engine.ingest(args.path, progress=True, register=not args.once))
 
 
 def _ingest_background(args) -> None:
@@ -901,11 +881,9 @@ def cmd_models_use(args) -> None:
           "`lookalike index build` to re-index with it")
 
 
-def _print_ingest(report) -> None:
-    print(f"added {report.added}, already present {report.duplicates}, "
-          f"failed {len(report.failed)}, URLs pending {report.pending_urls}")
-    for source, reason in report.failed:
-        print(f"  failed {source}: {reason}")
+def _print_ingest(state) -> None:
+    """An in-process ingest's job: what it did, and every failure with its reason."""
+    _print_job(state, failures=20)
 
 
 def _print_hits(hits, home: Path) -> None:

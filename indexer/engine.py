@@ -6,8 +6,8 @@ API be. A shop's own code can use it directly::
     from indexer import Lookalike
 
     with Lookalike.open(home="shop-data") as engine:
-        engine.ingest("photos/")          # folder or manifest
-        engine.embed()                    # vectors for every stored item
+        engine.ingest("photos/")          # folder, manifest or site: stored, embedded, indexed
+        engine.embed()                    # vectors for anything stored earlier
         engine.build_index(shards=4)      # new index version, switched in atomically
         for hit in engine.search_image("query.jpg", k=5):
             print(hit.score, hit.item.product_id, hit.item.label)
@@ -29,7 +29,7 @@ from indexer.images import ImageRejected, load_image
 from indexer.index.errors import IndexLoadError
 from indexer.index.searcher import ShardedSearcher
 from indexer.index.store import IndexStore
-from indexer.ingest import IngestReport, ingest
+from indexer.jobs import JobProgress, run_inline, submit_source
 from indexer.model.embed import Embedder
 from indexer.model.modeldir import EmbeddingModel, current_model_spec, load_model
 from indexer.vectors import VectorStore
@@ -114,9 +114,17 @@ class Lookalike:
 
     # -- pipeline ------------------------------------------------------------
 
-    def ingest(self, source: str | Path, progress: bool = False) -> IngestReport:
-        """Store every image of a folder or manifest; failures are recorded, not raised."""
-        return ingest(Path(source), self.settings, self.catalog, progress=progress)
+    def ingest(
+        self, source: str | Path, progress: bool = False, *, register: bool = False
+    ) -> JobProgress:
+        """Take in a folder, a manifest, an image file or a site's URL, as one job, here.
+
+        Downloads, stores, embeds and indexes (:func:`indexer.jobs.run_inline`); every
+        image ends stored or failed with its reason (``.failures``), nothing is raised
+        for one bad image. ``register`` remembers the source for scheduled re-crawls.
+        """
+        job = submit_source(self.catalog, self.settings, source, register=register)
+        return run_inline(self, job.id, progress_bar=progress)
 
     def embed(self, progress: bool = False, limit: int | None = None) -> EmbedReport:
         """Embed every item the current model has not embedded yet.

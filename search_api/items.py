@@ -1,13 +1,13 @@
 """Catalogue items: upload, read, delete, image and thumbnail; sources and re-index jobs.
 
-Uploads are stored by the sha256 of their bytes (the client's file name is never
-used as a path), listed in a manifest, and handed to the workers as one job.
+Uploads are staged by the sha256 of their bytes (the client's file name is never
+used as a path), listed in a manifest, and handed to the workers as one job: its
+fetch stage takes each file in through :mod:`indexer.intake`, like any other image.
 """
 
 from __future__ import annotations
 
 import csv
-import hashlib
 import json
 import uuid
 from pathlib import Path
@@ -16,6 +16,7 @@ from flask import Blueprint, jsonify, request, send_file, url_for
 
 from indexer.catalog import Item
 from indexer.fsutil import atomic_write_bytes
+from indexer.images import content_id
 from indexer.sources.manifest import ManifestError, read_manifest
 from search_api import params
 from search_api.auth import read_access, write_access
@@ -166,7 +167,7 @@ def upload_items():
         data = upload.read(limit + 1)
         if len(data) > limit:
             raise ApiError(413, f"an image is larger than {limit} bytes", field="images")
-        digest = hashlib.sha256(data).hexdigest()
+        digest = content_id(data)  # the item id the intake will give it
         path = stored / digest  # by content, never by the client's file name
         if not path.exists():
             atomic_write_bytes(path, data)

@@ -49,9 +49,9 @@ def build_home(home: Path, n: int, seed: int = 0) -> Lookalike:
     engine = Lookalike.open(Settings(home=home, database_url=None, _env_file=None))
     folder = home.parent / "sample"
     write_sample_catalogue(folder, products=10, shots=4, seed=seed)
-    engine.ingest(folder)
-    engine.embed()
-    synthetic = n - engine.catalog.counts()["embedded"]
+    engine.ingest(folder)  # stored, embedded and indexed
+    counts = engine.catalog.counts()
+    synthetic = n - counts["embedded"] - counts["indexed"]
     rng = np.random.default_rng(seed)
     ids = [hashlib.sha256(f"synthetic-{i}".encode()).hexdigest() for i in range(synthetic)]
     now = datetime.now(UTC)

@@ -40,8 +40,8 @@ def test_ingest_embed_build_search_json(tmp_path, capsys):
     photos = tmp_path / "photos"
     write_sample_catalogue(photos, products=3, shots=3, seed=1)
     home = tmp_path / "home"
-    assert run(home, "ingest", str(photos)) == 0
-    assert "added 9" in capsys.readouterr().out
+    assert run(home, "ingest", str(photos)) == 0  # stores, embeds and indexes, here
+    assert "done: 9/9 fetched, 9 indexed, 0 failed" in capsys.readouterr().out
     assert run(home, "embed") == 0
     assert run(home, "index", "build", "--shards", "2") == 0
     capsys.readouterr()
@@ -134,7 +134,7 @@ def test_demo_no_serve_indexes_here_and_prints_one_search(tmp_path, capsys):
     write_sample_catalogue(photos, products=2, shots=2, seed=4)
     assert run(tmp_path / "home", "demo", "--no-serve", "--images", str(photos), "-k", "2") == 0
     out = capsys.readouterr().out
-    assert "embedded 4 images" in out and "is current" in out
+    assert "done: 4/4 fetched, 4 indexed, 0 failed" in out and "is current" in out
     first_hit = out.split("searching with")[1].splitlines()[1]
     assert first_hit.split()[1] == "1.000"  # the query image itself, score 1
 

@@ -31,10 +31,9 @@ def shots(folder: Path) -> list[Path]:
 
 
 def test_a_folder_becomes_searchable_and_finds_its_own_product(engine, catalogue):
-    report = engine.ingest(catalogue)
-    assert (report.added, report.failed) == (20, [])
-    assert engine.embed().embedded == 20
-    engine.build_index()
+    state = engine.ingest(catalogue)  # stored, embedded and indexed, as one job
+    assert (state.job.status, state.items["indexed"], state.failures) == ("done", 20, [])
+    assert engine.embed().embedded == 0  # nothing left to embed
     assert engine.catalog.counts()["indexed"] == 20
 
     query = shots(catalogue)[5]
@@ -59,31 +58,28 @@ def test_one_corrupt_file_in_fifty_the_other_49_are_indexed(engine, tmp_path):
         (folder / f"mug-{number:02d}.jpg").write_bytes(images_factory.jpeg_bytes(seed=number))
     (folder / "mug-49.jpg").write_bytes(images_factory.truncated_jpeg_bytes())
 
-    report = engine.ingest(folder.parent)
-    assert report.added == 49
-    assert [(Path(source).name, reason) for source, reason in report.failed] == [
-        ("mug-49.jpg", report.failed[0][1])
+    state = engine.ingest(folder.parent)
+    assert state.fetches == {"pending": 0, "done": 49, "failed": 1}
+    assert [(Path(location).name, reason) for location, reason in state.failures] == [
+        ("mug-49.jpg", state.failures[0][1])
     ]
-    assert "truncated" in report.failed[0][1]
-    engine.embed()
-    engine.build_index()
+    assert "truncated" in state.failures[0][1]
     counts = engine.catalog.counts()
     assert counts["indexed"] == 49 and counts["failed"] == 1
-    assert engine.catalog.failures()[0].error == report.failed[0][1]
+    assert engine.catalog.failures()[0].error == state.failures[0][1]
 
 
 def test_update_index_adds_new_items_without_a_rebuild(engine, catalogue, tmp_path):
     engine.ingest(catalogue)
-    engine.embed()
     first = engine.build_index()
 
     extra = tmp_path / "extra" / "new-product"
     extra.mkdir(parents=True)
     new_image = extra / "new.png"
     new_image.write_bytes(images_factory.png_bytes(seed=99, size=(120, 90)))
-    engine.ingest(extra.parent)
-    engine.embed()
-    second = engine.update_index()
+    engine.ingest(extra.parent)  # its index stage: engine.update_index()
+    second = engine.indexes.current_version()
+    assert engine.update_index() == second  # nothing embedded is left out
 
     assert second != first
     manifest = engine.indexes.manifest(second)
@@ -117,7 +113,6 @@ def test_interrupted_embedding_resumes_to_the_same_vectors(tmp_path, catalogue, 
         clean_ids, clean_vectors = clean.vectors.load()
 
     with Lookalike.open(Settings(home=tmp_path / "crashed", batch_size=4)) as crashed:
-        crashed.ingest(catalogue)
         calls = {"n": 0}
         original = crashed.embedder.embed_paths
 
@@ -129,7 +124,8 @@ def test_interrupted_embedding_resumes_to_the_same_vectors(tmp_path, catalogue, 
 
         monkeypatch.setattr(crashed.embedder, "embed_paths", dies_in_the_second_chunk)
         with pytest.raises(KeyboardInterrupt):
-            crashed.embed()
+            crashed.ingest(catalogue)  # stores all 20, dies embedding the second chunk
+        assert crashed.catalog.counts()["stored"] == 14
         assert crashed.catalog.counts()["embedded"] == 6  # the first chunk is kept
         monkeypatch.setattr(crashed.embedder, "embed_paths", original)
         assert crashed.embed().embedded == 14  # only the rest is redone

@@ -1,21 +1,18 @@
-"""indexer.catalog against SQLite and a real PostgreSQL (the ``catalog_url`` fixture)."""
+"""indexer.catalog.items against SQLite and a real PostgreSQL (the ``catalog_url`` fixture)."""
 
 from __future__ import annotations
 
 import hashlib
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, timedelta
+from datetime import timedelta
 
 import pytest
 import sqlalchemy as sa
 
 from indexer.catalog import (
-    SCHEMA_VERSION,
     Catalog,
-    CatalogError,
     ItemStatus,
-    schema_version_table,
     utcnow,
     vector_id_for,
 )
@@ -23,13 +20,6 @@ from indexer.catalog import (
 
 def item_id(n: int) -> str:
     return hashlib.sha256(f"image {n}".encode()).hexdigest()
-
-
-@pytest.fixture
-def catalog(catalog_url):
-    cat = Catalog.open(catalog_url)
-    yield cat
-    cat.close()
 
 
 def add(catalog: Catalog, n: int, **fields):
@@ -211,12 +201,9 @@ def test_status_check_constraint(catalog):
 
 def test_delete(catalog):
     add(catalog, 1)
-    fetch, _ = catalog.add_fetch("https://img.example/1.jpg", source="m.csv")
-    catalog.mark_fetch_done(fetch.id, item_id(1))
     assert catalog.delete(item_id(1)) is True
     assert catalog.delete(item_id(1)) is False
     assert catalog.get(item_id(1)) is None
-    assert catalog.get_fetch(fetch.id).item_id is None  # foreign key: ON DELETE SET NULL
 
 
 def test_failures_newest_first_and_limited(catalog):
@@ -226,66 +213,3 @@ def test_failures_newest_first_and_limited(catalog):
     assert len(failures) == 3
     assert all(f.status == "failed" for f in failures)
     assert failures[0].updated_at >= failures[-1].updated_at
-
-
-def test_fetch_queue(catalog):
-    first, created = catalog.add_fetch(
-        "https://img.example/a.jpg",
-        source="/m.csv",
-        product_id="p1",
-        label="l",
-        title="A",
-        page_url="https://shop.example/a",
-    )
-    assert created and first.status == "pending" and first.attempts == 0
-    again, created_again = catalog.add_fetch("https://img.example/a.jpg", source="/m.csv")
-    assert not created_again and again == first
-    other_source, created_other = catalog.add_fetch("https://img.example/a.jpg", source="/n.csv")
-    assert created_other and other_source.id != first.id
-    second, _ = catalog.add_fetch("https://img.example/b.jpg", source="/m.csv")
-    assert [f.id for f in catalog.pending_fetches()] == [first.id, other_source.id, second.id]
-    assert [f.id for f in catalog.pending_fetches(limit=1, after_id=first.id)] == [other_source.id]
-
-    add(catalog, 1)
-    catalog.mark_fetch_done(first.id, item_id(1))
-    catalog.mark_fetch_failed(second.id, "HTTP 404")
-    done = catalog.get_fetch(first.id)
-    assert done.status == "done" and done.item_id == item_id(1) and done.attempts == 1
-    assert catalog.get_fetch(second.id).error == "HTTP 404"
-    assert [f.id for f in catalog.pending_fetches()] == [other_source.id]
-    assert catalog.fetch_counts() == {"pending": 1, "done": 1, "failed": 1}
-
-
-def test_timestamps_are_utc_aware_on_every_backend(catalog):
-    item, _ = add(catalog, 1)
-    stored = catalog.get(item.id)
-    assert stored.created_at.tzinfo == UTC
-    assert stored.created_at == item.created_at
-
-
-def test_reopen_keeps_data_and_schema_version(catalog_url, catalog):
-    add(catalog, 1)
-    catalog.close()
-    reopened = Catalog.open(catalog_url)
-    try:
-        assert reopened.get(item_id(1)) is not None
-        assert reopened.schema_version() == SCHEMA_VERSION
-    finally:
-        reopened.close()
-
-
-def test_a_different_schema_version_is_refused(catalog_url, catalog):
-    with catalog.engine.begin() as conn:
-        conn.execute(schema_version_table.update().values(version=SCHEMA_VERSION + 1))
-    with pytest.raises(CatalogError, match="schema version"):
-        Catalog.open(catalog_url)
-
-
-def test_sqlite_default_from_settings(settings):
-    with Catalog(settings) as catalog:
-        assert settings.catalog_url.startswith("sqlite:///")
-        assert (settings.home / "catalog.sqlite3").exists()
-        add(catalog, 1)
-        with catalog.engine.connect() as conn:
-            assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
-            assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1

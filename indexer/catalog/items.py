@@ -1,0 +1,279 @@
+"""Items: one stored image each, and its state.
+
+Item lifecycle (``items.status``)::
+
+    stored ──embed──▶ embedded ──index──▶ indexed
+       │                  ▲                  │
+       └────── failed     └── new model ─────┘  (re-embedded under model_version)
+
+An item id is the sha256 of the image bytes, so writes are idempotent: adding an
+id that exists is a no-op (``INSERT … ON CONFLICT DO NOTHING``), which also makes
+concurrent workers safe without locks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any
+
+import sqlalchemy as sa
+
+from indexer.catalog.base import CatalogBase
+from indexer.catalog.records import (
+    CatalogError,
+    Item,
+    ItemStatus,
+    check_status,
+    chunked,
+    item_from_row,
+    utcnow,
+    vector_id_for,
+)
+from indexer.catalog.schema import items_table
+
+
+class ItemsMixin(CatalogBase):
+    """Add, update, read and count items."""
+
+    def add_item(
+        self,
+        item_id: str,
+        *,
+        source: str | None = None,
+        source_url: str | None = None,
+        stored_path: str | None = None,
+        thumbnail_path: str | None = None,
+        size_bytes: int | None = None,
+        width: int | None = None,
+        height: int | None = None,
+        product_id: str | None = None,
+        label: str | None = None,
+        title: str | None = None,
+        page_url: str | None = None,
+    ) -> tuple[Item, bool]:
+        """Add a stored item. Returns ``(item, created)``; an existing good item is kept as is.
+
+        A previous *failed* row for the same id is replaced (the bytes decode now,
+        e.g. after a limit was raised) and counts as created.
+        """
+        now = utcnow()
+        values = {
+            "id": item_id,
+            "vector_id": vector_id_for(item_id),
+            "product_id": product_id,
+            "label": label,
+            "title": title,
+            "source": source,
+            "source_url": source_url,
+            "page_url": page_url,
+            "stored_path": stored_path,
+            "thumbnail_path": thumbnail_path,
+            "size_bytes": size_bytes,
+            "width": width,
+            "height": height,
+            "status": ItemStatus.STORED.value,
+            "error": None,
+            "model_version": None,
+            "created_at": now,
+            "updated_at": now,
+        }
+        items = items_table
+        with self.engine.begin() as conn:
+            created = self._insert_ignore(conn, items, values)
+            if not created:
+                retry = {k: v for k, v in values.items() if k not in ("id", "created_at")}
+                created = (
+                    conn.execute(
+                        items.update()
+                        .where(items.c.id == item_id, items.c.status == ItemStatus.FAILED.value)
+                        .values(retry)
+                    ).rowcount
+                    == 1
+                )
+            row = conn.execute(items.select().where(items.c.id == item_id)).one_or_none()
+        if row is None:
+            raise CatalogError(
+                f"item {item_id} clashes with another item's vector id {values['vector_id']}"
+            )
+        return item_from_row(row), created
+
+    def record_failure(
+        self,
+        item_id: str,
+        *,
+        source: str | None = None,
+        source_url: str | None = None,
+        reason: str,
+        size_bytes: int | None = None,
+        product_id: str | None = None,
+        label: str | None = None,
+        title: str | None = None,
+        page_url: str | None = None,
+    ) -> Item:
+        """Record bytes that could not be used. A good item with the same id is never downgraded."""
+        now = utcnow()
+        values = {
+            "id": item_id,
+            "vector_id": vector_id_for(item_id),
+            "product_id": product_id,
+            "label": label,
+            "title": title,
+            "source": source,
+            "source_url": source_url,
+            "page_url": page_url,
+            "size_bytes": size_bytes,
+            "status": ItemStatus.FAILED.value,
+            "error": reason,
+            "created_at": now,
+            "updated_at": now,
+        }
+        items = items_table
+        with self.engine.begin() as conn:
+            if not self._insert_ignore(conn, items, values):
+                conn.execute(
+                    items.update()
+                    .where(items.c.id == item_id, items.c.status == ItemStatus.FAILED.value)
+                    .values(source=source, source_url=source_url, error=reason, updated_at=now)
+                )
+            row = conn.execute(items.select().where(items.c.id == item_id)).one_or_none()
+        if row is None:
+            raise CatalogError(f"item {item_id} clashes with another item's vector id")
+        return item_from_row(row)
+
+    def mark_embedded(self, item_ids: Sequence[str], model_version: str) -> int:
+        """Items now have a vector from ``model_version``. Failed items are left alone."""
+        return self._set_status(
+            item_ids,
+            {"status": ItemStatus.EMBEDDED.value, "model_version": model_version, "error": None},
+            only_from=(ItemStatus.STORED, ItemStatus.EMBEDDED, ItemStatus.INDEXED),
+        )
+
+    def mark_indexed(self, item_ids: Sequence[str]) -> int:
+        """Embedded items are now in the live index."""
+        return self._set_status(
+            item_ids,
+            {"status": ItemStatus.INDEXED.value},
+            only_from=(ItemStatus.EMBEDDED, ItemStatus.INDEXED),
+        )
+
+    def mark_failed(self, item_id: str, reason: str) -> bool:
+        """A later stage found the item unusable (e.g. it no longer decodes)."""
+        return (
+            self._set_status(
+                [item_id], {"status": ItemStatus.FAILED.value, "error": reason}, only_from=None
+            )
+            == 1
+        )
+
+    def _set_status(
+        self,
+        item_ids: Sequence[str],
+        values: dict[str, Any],
+        only_from: Iterable[ItemStatus] | None,
+    ) -> int:
+        ids = list(dict.fromkeys(item_ids))
+        values = {**values, "updated_at": utcnow()}
+        changed = 0
+        with self.engine.begin() as conn:
+            for chunk in chunked(ids):
+                stmt = items_table.update().where(items_table.c.id.in_(chunk)).values(values)
+                if only_from is not None:
+                    stmt = stmt.where(items_table.c.status.in_([s.value for s in only_from]))
+                changed += conn.execute(stmt).rowcount
+        return changed
+
+    def delete(self, item_id: str) -> bool:
+        """Remove the item's row (its files are the caller's: see indexer.blobs)."""
+        with self.engine.begin() as conn:
+            return (
+                conn.execute(items_table.delete().where(items_table.c.id == item_id)).rowcount == 1
+            )
+
+    # -- items: reads ---------------------------------------------------------
+
+    def get(self, item_id: str) -> Item | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                items_table.select().where(items_table.c.id == item_id)
+            ).one_or_none()
+        return item_from_row(row) if row is not None else None
+
+    def get_many(self, item_ids: Iterable[str]) -> dict[str, Item]:
+        """Items by id; ids that are not in the catalog are simply absent from the result."""
+        ids = list(dict.fromkeys(item_ids))
+        found: dict[str, Item] = {}
+        with self.engine.connect() as conn:
+            for chunk in chunked(ids):
+                for row in conn.execute(items_table.select().where(items_table.c.id.in_(chunk))):
+                    found[row.id] = item_from_row(row)
+        return found
+
+    def by_vector_ids(self, vector_ids: Iterable[int]) -> dict[int, Item]:
+        """Items for faiss search results, keyed by vector id."""
+        ids = list(dict.fromkeys(int(v) for v in vector_ids))
+        found: dict[int, Item] = {}
+        with self.engine.connect() as conn:
+            for chunk in chunked(ids):
+                stmt = items_table.select().where(items_table.c.vector_id.in_(chunk))
+                for row in conn.execute(stmt):
+                    found[row.vector_id] = item_from_row(row)
+        return found
+
+    def items_with_status(
+        self, status: str, limit: int | None = None, after_id: str | None = None
+    ) -> list[Item]:
+        """One page of items in a status, ordered by id; pass the last id as ``after_id``."""
+        status = check_status(status, ItemStatus)
+        return self._page(items_table.c.status == status, limit, after_id)
+
+    def iter_items_with_status(self, status: str, page_size: int = 1000) -> Iterator[Item]:
+        """Every item in a status, fetched page by page (keyset paging, no OFFSET)."""
+        after: str | None = None
+        while page := self.items_with_status(status, limit=page_size, after_id=after):
+            yield from page
+            after = page[-1].id
+
+    def items_needing_embedding(
+        self, model_version: str, limit: int | None = None, after_id: str | None = None
+    ) -> list[Item]:
+        """Stored items, and embedded/indexed ones whose vector came from another model."""
+        c = items_table.c
+        condition = sa.or_(
+            c.status == ItemStatus.STORED.value,
+            sa.and_(
+                c.status.in_([ItemStatus.EMBEDDED.value, ItemStatus.INDEXED.value]),
+                sa.or_(c.model_version.is_(None), c.model_version != model_version),
+            ),
+        )
+        return self._page(condition, limit, after_id)
+
+    def _page(
+        self, condition: sa.ColumnElement[bool], limit: int | None, after_id: str | None
+    ) -> list[Item]:
+        stmt = items_table.select().where(condition).order_by(items_table.c.id)
+        if after_id is not None:
+            stmt = stmt.where(items_table.c.id > after_id)
+        if limit is not None:
+            stmt = stmt.limit(limit)
+        with self.engine.connect() as conn:
+            return [item_from_row(row) for row in conn.execute(stmt)]
+
+    def counts(self) -> dict[str, int]:
+        """Number of items per status (every status present, zero included)."""
+        result = {status.value: 0 for status in ItemStatus}
+        stmt = sa.select(items_table.c.status, sa.func.count()).group_by(items_table.c.status)
+        with self.engine.connect() as conn:
+            for status, count in conn.execute(stmt):
+                result[status] = count
+        return result
+
+    def failures(self, limit: int = 100) -> list[Item]:
+        """Most recent failures first; ``id``, ``source_url`` and ``error`` say what and why."""
+        stmt = (
+            items_table.select()
+            .where(items_table.c.status == ItemStatus.FAILED.value)
+            .order_by(items_table.c.updated_at.desc(), items_table.c.id)
+            .limit(limit)
+        )
+        with self.engine.connect() as conn:
+            return [item_from_row(row) for row in conn.execute(stmt)]

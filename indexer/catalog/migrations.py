@@ -1,0 +1,93 @@
+"""Schema versions: create the tables on open, upgrade an older catalog step by step.
+
+``create_all`` runs on open and ``schema_version`` records the version of the
+tables. An older catalog is upgraded one version at a time (:data:`MIGRATIONS`),
+each step in the same transaction as the version bump; a catalog written by a
+newer schema version is refused with a clear message rather than used.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from indexer.catalog.records import CatalogError, utcnow
+from indexer.catalog.schema import (
+    PG_SCHEMA_LOCK,
+    SCHEMA_VERSION,
+    job_entries_table,
+    jobs_table,
+    metadata,
+    schema_version_table,
+    sources_table,
+)
+
+log = logging.getLogger(__name__)
+
+
+def _migrate_1_to_2(conn: Connection) -> None:
+    """Version 2 adds the jobs, job_entries and sources tables (nothing else changes)."""
+    for table in (jobs_table, job_entries_table, sources_table):
+        table.create(conn, checkfirst=True)
+
+
+def _migrate_2_to_3(conn: Connection) -> None:
+    """Version 3 drops the ``fetches`` queue: URL rows are job entries now.
+
+    ``job_entries.fetch_id`` pointed at it (a plain column, no foreign key); it
+    goes too. Items, jobs, entries and sources are kept as they are. A catalog
+    upgraded from version 1 gets its job tables from this code, without the column.
+    """
+    inspector = sa.inspect(conn)
+    columns = {column["name"] for column in inspector.get_columns("job_entries")}
+    if "fetch_id" in columns:  # SQLite 3.35+ and PostgreSQL drop a plain column in place
+        conn.execute(sa.text("ALTER TABLE job_entries DROP COLUMN fetch_id"))
+    if inspector.has_table("fetches"):
+        conn.execute(sa.text("DROP TABLE fetches"))
+
+
+MIGRATIONS: dict[int, Callable[[Connection], None]] = {1: _migrate_1_to_2, 2: _migrate_2_to_3}
+
+
+def create_schema(conn: Connection, dialect: str, insert_ignore: Callable[..., bool]) -> None:
+    """Create missing tables and bring the schema to :data:`SCHEMA_VERSION`, in ``conn``'s
+    transaction."""
+    if dialect == "postgresql":
+        # Two workers starting together would race on CREATE TABLE.
+        conn.execute(sa.select(sa.func.pg_advisory_xact_lock(PG_SCHEMA_LOCK)))
+    metadata.create_all(conn)
+    found = conn.execute(
+        sa.select(schema_version_table.c.version).where(schema_version_table.c.id == 1)
+    ).scalar_one_or_none()
+    if found is None:
+        insert_ignore(
+            conn, schema_version_table, {"id": 1, "version": SCHEMA_VERSION, "updated_at": utcnow()}
+        )
+    elif found < SCHEMA_VERSION:
+        migrate(conn, found)
+    elif found != SCHEMA_VERSION:
+        raise CatalogError(
+            f"catalog schema version {found} does not match this code's "
+            f"version {SCHEMA_VERSION}; no migration is available for it"
+        )
+
+
+def migrate(conn: Connection, found: int) -> None:
+    """Upgrade an older schema step by step, inside the schema transaction."""
+    for version in range(found, SCHEMA_VERSION):
+        step = MIGRATIONS.get(version)
+        if step is None:
+            raise CatalogError(
+                f"catalog schema version {found} is too old for this code's version "
+                f"{SCHEMA_VERSION}; no migration from version {version}"
+            )
+        step(conn)
+        log.info("catalog schema migrated from version %d to %d", version, version + 1)
+    conn.execute(
+        schema_version_table.update()
+        .where(schema_version_table.c.id == 1)
+        .values(version=SCHEMA_VERSION, updated_at=utcnow())
+    )

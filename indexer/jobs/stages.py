@@ -1,0 +1,167 @@
+"""The stages a job's chunks go through after it is submitted: fetch, embed, index.
+
+Each reads what is left to do from the catalog and writes what it did back, so
+running one twice, or twice at once, leaves the same state (and one vector per
+item) as running it once.
+
+* :func:`fetch_chunk` takes in (:mod:`indexer.intake`) each pending entry of one
+  chunk and marks it done, or failed with the reason;
+* :func:`embed_chunk` embeds the chunk's items that the current model has not
+  embedded (vectors are committed before the catalog marks them);
+* :func:`index_job` is the single writer's stage: it adds embedded items to the
+  current index, removes what a re-crawl found gone once every entry is
+  fetched, and marks the job done when nothing is left.
+
+Torch is imported only by the embedding and index stages (through the engine),
+so a process that only fetches stays light.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from indexer.catalog import EntryKind, EntryState, ItemStatus, JobEntry, JobStatus
+from indexer.intake import Fatal, Intake, Taken, take_in_all
+from indexer.jobs.progress import finalize, require_job
+
+if TYPE_CHECKING:
+    from indexer.engine import Lookalike
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ChunkReport:
+    done: int = 0  # entries stored (or found stored already)
+    failed: int = 0
+    skipped: int = 0  # already finished by an earlier (or concurrent) delivery
+    added: int = 0  # of the done: new items
+
+
+def fetch_chunk(
+    intake: Intake,
+    job_id: int,
+    chunk: int,
+    *,
+    fatal: Fatal = (),
+    threads: int = 1,
+    on_entry: Callable[[JobEntry, Taken], None] | None = None,
+) -> ChunkReport:
+    """Take in every pending entry of one chunk.
+
+    A failure is recorded on its entry (and, for bytes that are not a usable
+    image, on a failed item) and the chunk goes on. Exceptions of the ``fatal``
+    types (e.g. a task's soft time limit) are never swallowed. ``threads`` > 1
+    prepares a few images at once (the in-process run); ``on_entry`` hears of
+    each entry as it is finished (a progress bar).
+    """
+    catalog = intake.catalog
+    job = require_job(catalog, job_id)
+    catalog.set_job_status(job_id, JobStatus.RUNNING, only_from=(JobStatus.QUEUED,))
+    done = failed = added = 0
+    pending = catalog.job_entries(job_id, chunk=chunk, states=[EntryState.PENDING])
+    for entry, taken in take_in_all(intake, pending, job.source, threads=threads, fatal=fatal):
+        removal = None
+        if entry.replaces is not None and (
+            (taken.state == EntryState.DONE and taken.item_id != entry.replaces)
+            or (taken.state == EntryState.FAILED and taken.permanent)
+        ):  # the location now holds other bytes, or nothing: its old item may go
+            removal = {"location": entry.location, "item_id": entry.replaces}
+        catalog.finish_entry(
+            entry.id, taken.state, item_id=taken.item_id, error=taken.error,
+            permanent=taken.permanent, removal=removal,
+        )  # fmt: skip
+        if taken.state == EntryState.DONE:
+            done += 1
+            added += taken.created
+        else:
+            failed += 1
+            log.info("job %d: %s failed: %s", job_id, entry.location, taken.error)
+        if on_entry is not None:
+            on_entry(entry, taken)
+    return ChunkReport(done=done, failed=failed, skipped=0 if pending else 1, added=added)
+
+
+def embed_chunk(engine: Lookalike, job_id: int, chunk: int | None) -> int:
+    """Embed the chunk's (``None``: the whole job's) items the current model lacks."""
+    version = engine.model.version
+    todo = [
+        item
+        for item in engine.catalog.job_items(job_id, chunk)
+        if item.status == ItemStatus.STORED
+        or (
+            item.status in (ItemStatus.EMBEDDED, ItemStatus.INDEXED)
+            and item.model_version != version
+        )
+    ]
+    if not todo:
+        return 0
+    report = engine.embed_items(todo)
+    engine.catalog.touch_job(job_id)
+    return report.embedded
+
+
+@dataclass(frozen=True)
+class IndexOutcome:
+    version: str | None
+    removed: int = 0
+    finished: bool = False
+    needs_reindex: bool = False  # the index holds another model's vectors
+
+
+def index_job(engine: Lookalike, job_id: int) -> IndexOutcome:
+    """Add embedded items to the index, apply removals, finish the job if all is done.
+
+    Run by one writer at a time (the ``index`` queue has one consumer; the
+    index store's writer lock holds anyway). When the current index belongs to
+    another model nothing is added: only a re-index, which re-embeds, may
+    replace it.
+    """
+    catalog = engine.catalog
+    require_job(catalog, job_id)
+    indexes = engine.indexes
+    current = indexes.current_version()
+    if current is not None and indexes.manifest(current).model_version != engine.model.version:
+        log.warning(
+            "index %s holds another model's vectors; job %d waits for a re-index",
+            current, job_id,
+        )  # fmt: skip
+        return IndexOutcome(current, needs_reindex=True)
+    version = current
+    if catalog.items_with_status(ItemStatus.EMBEDDED, limit=1):
+        version = engine.update_index()
+    removed = apply_removals(engine, job_id)
+    if indexes.current_version() != current:  # each update is a version: keep a few
+        indexes.prune(engine.settings.index_keep_versions)
+    finished = finalize(catalog, job_id)
+    return IndexOutcome(indexes.current_version() or version, removed, finished)
+
+
+def apply_removals(engine: Lookalike, job_id: int) -> int:
+    """Remove the items a re-crawl found gone, once every entry of the job is fetched.
+
+    Waiting for the fetches matters: an image that moved to a new URL is still
+    in use, and that is only known once the new URL has been fetched.
+    """
+    catalog = engine.catalog
+    job = require_job(catalog, job_id)
+    if catalog.job_chunks(job_id, [EntryState.PENDING]):
+        return 0
+    pending = catalog.job_entries(job_id, states=[EntryState.PENDING], kinds=[EntryKind.REMOVE])
+    if not pending:
+        return 0
+    doomed, kept = [], []
+    for entry in pending:
+        assert entry.item_id is not None
+        if catalog.item_used_elsewhere(entry.item_id, job_id, job.source):
+            kept.append(entry)
+        else:
+            doomed.append(entry)
+    removed = engine.remove_items(list(dict.fromkeys(e.item_id for e in doomed)))
+    catalog.set_entry_states([e.id for e in doomed], EntryState.REMOVED)
+    catalog.set_entry_states([e.id for e in kept], EntryState.KEPT)
+    log.info("job %d: removed %d items, kept %d still in use", job_id, removed, len(kept))
+    return removed
