@@ -187,7 +187,7 @@ def test_a_manifest_job_ends_searchable_and_keeps_every_failure_with_its_reason(
     assert reasons[shop.url("/text.jpg")]  # sniffed: not an image
     assert engine.catalog.fetch_counts() == {"pending": 0, "done": 20, "failed": 7}
     assert vector_counts(engine) == (20, 20, 20)
-    hits = engine.search_image(images_factory.jpeg_bytes(seed=13), k=3)
+    hits = engine.search(images_factory.jpeg_bytes(seed=13), k=3)
     assert hits[0].item.product_id == "p13" and hits[0].score == pytest.approx(1.0, abs=1e-3)
 
     # Retry fetches the failed URLs only; the one fixed since then now works.
@@ -262,7 +262,7 @@ def test_recrawl_finds_new_changed_and_removed_images(engine, shop, tmp_path):
     assert engine.catalog.get(old[urls[5]]) is None
     assert engine.catalog.get(old[urls[3]]) is not None
     assert vector_counts(engine) == (10, 10, 10)  # 10 - 3, + the new 4, 100 and 101
-    hits = engine.search_image(images_factory.jpeg_bytes(seed=444), k=1)
+    hits = engine.search(images_factory.jpeg_bytes(seed=444), k=1)
     assert hits[0].score == pytest.approx(1.0, abs=1e-3)
 
     # Nothing changed since: a third run fetches everything, removes nothing.
@@ -386,7 +386,7 @@ def test_a_crash_between_writing_a_version_and_switching_to_it_loses_nothing(ind
     orphans = set(engine.indexes.list_versions()) - {live}
     assert len(orphans) >= 1  # written in full, never switched to
     assert engine.indexes.current_version() == live
-    assert engine.search_image(images_factory.jpeg_bytes(seed=5), k=1)[0].item.product_id == "p5"
+    assert engine.search(images_factory.jpeg_bytes(seed=5), k=1)[0].item.product_id == "p5"
     assert engine.catalog.get_job(job.id).status == "running"  # what the sweeper finds
     assert jobs.Work("reindex", job.id) in jobs.stalled_work(engine.catalog, stalled_after=0)
 
@@ -454,7 +454,7 @@ def test_a_crawled_site_and_its_recrawl_new_changed_removed_and_unverified(engin
     state = jobs.run_inline(engine, first.id)
     assert (state.job.status, state.job.total, state.items["indexed"]) == ("done", 3, 3)
     assert state.job.message.startswith("crawled 4 pages, 3 images")
-    item = engine.search_image(images_factory.jpeg_bytes(seed=2), k=1)[0].item
+    item = engine.search(images_factory.jpeg_bytes(seed=2), k=1)[0].item
     assert (item.page_url, item.title) == (shop.url("/p/2.html"), "Product 2")
     old = {e.location: e.item_id for e in engine.catalog.job_entries(first.id)}
 
