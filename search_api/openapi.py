@@ -137,6 +137,10 @@ def _catalogue_schemas() -> dict:
                 "index": {"type": ["object", "null"]},
                 "model": {"type": "object"},
                 "serving_version": {"type": ["string", "null"]},
+                "search": {
+                    "type": "object",
+                    "properties": {"max_k": {"type": "integer", "minimum": 1}},
+                },
             },
         },
     }
