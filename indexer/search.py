@@ -15,6 +15,7 @@ A query is one of:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from numbers import Real
 from pathlib import Path
 
 import numpy as np
@@ -97,6 +98,13 @@ class Filters:
     product_id: str | None = None
     min_score: float | None = None
     group_by_product: bool = False
+
+    def __post_init__(self) -> None:
+        score = self.min_score
+        if score is not None and (
+            isinstance(score, bool) or not isinstance(score, Real) or not -1 <= score <= 1
+        ):  # scores are inner products of unit vectors; NaN fails the range too
+            raise ValueError(f"min_score must be a number from -1 to 1, got {score!r}")
 
     @property
     def active(self) -> bool:

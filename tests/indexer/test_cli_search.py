@@ -64,4 +64,4 @@ def test_a_bad_k_or_min_score_is_one_line_naming_the_rule(indexed_home, capsys):
                    "(LOOKALIKE_API_SEARCH_MAX_K), got 101\n")  # fmt: skip
     assert run(home, "search", str(shots[0]), "--min-score", "1.5") == 2
     err = capsys.readouterr().err
-    assert err == "lookalike: error: --min-score must be from -1 to 1, got 1.5\n"
+    assert err == "lookalike: error: min_score must be a number from -1 to 1, got 1.5\n"

@@ -231,6 +231,9 @@ def test_one_rule_for_k_and_errors_for_items_without_vectors(indexed, catalogue)
     for bad in (0, largest + 1, 2.5, True, "3"):
         with pytest.raises(ValueError, match=f"k must be an integer from 1 to {largest}"):
             indexed.search(shots(catalogue)[0], k=bad)
+    for bad in (1.5, -2, float("nan"), "0.5"):
+        with pytest.raises(ValueError, match="min_score must be a number from -1 to 1"):
+            indexed.search(shots(catalogue)[0], min_score=bad)
     with pytest.raises(UnknownItem, match="no item 00"):
         indexed.search(ItemQuery("00" * 32))
     with pytest.raises(ValueError, match=r"\[dim\] or \[1, dim\]"):
