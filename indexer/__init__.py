@@ -9,7 +9,8 @@ __version__ = "0.1.0"
 
 
 def __getattr__(name: str):
-    if name in {"Lookalike", "SearchHit", "EmbedReport", "NoIndexError"}:
+    if name in {"Lookalike", "ItemQuery", "SearchHit", "SearchResult", "EmbedReport",
+                "NoIndexError"}:  # fmt: skip
         from indexer import engine
 
         return getattr(engine, name)

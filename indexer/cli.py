@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from indexer.config import load_settings
+from indexer.config import load_settings, redact_url
 from indexer.index.errors import IndexStoreError
 from indexer.training.config import TrainConfig
 from indexer.training.losses import LOSSES
@@ -178,9 +178,16 @@ def build_parser() -> argparse.ArgumentParser:
     search = command(
         "search", "find the catalogue images that look most like IMAGE", cmd_search,
         "lookalike search query.jpg", "lookalike search query.jpg -k 20 --json",
+        "lookalike search query.jpg --label shoes --min-score 0.5 --group-by-product",
     )
     search.add_argument("image", type=Path, help="query image file")
-    search.add_argument("-k", type=_positive_int, default=10, help="results (default 10)")
+    search.add_argument("-k", type=_positive_int, default=10,
+                        help="results (default 10; at most LOOKALIKE_API_SEARCH_MAX_K)")
+    search.add_argument("--label", help="only items with this label")
+    search.add_argument("--product-id", help="only items of this product")
+    search.add_argument("--min-score", type=float, help="only hits scoring at least this (-1 to 1)")
+    search.add_argument("--group-by-product", action="store_true",
+                        help="one hit per product (its best-scoring image)")
     search.add_argument("--json", action="store_true", help="print a JSON object")
 
     catalogue_map = command(
@@ -410,7 +417,7 @@ def cmd_demo(args) -> None:
         if query is None:
             raise CommandError("nothing was indexed; see the failures above")
         print(f"\nsearching with {query}:")
-        _print_hits(engine.search_image(query, k=args.k), engine.settings.home)
+        _print_hits(engine.search(query, k=args.k), engine.settings.home)
 
 
 def cmd_up(args) -> None:
@@ -432,7 +439,7 @@ def _serve_everything(args, *, demo: bool) -> None:
     images = _demo_images(args, settings) if demo else None
     env = {**os.environ, "LOOKALIKE_HOME": str(home), "LOOKALIKE_API_BIND": f"{host}:{port}"}
     url = f"http://{supervisor.browser_host(host)}:{port}/"
-    mode = (f"broker {settings.broker_url}" if settings.broker_url
+    mode = (f"broker {redact_url(settings.broker_url)}" if settings.broker_url
             else f"embedded: no servers, files under {home}")
     print(f"Starting Lookalike ({mode}); logs in {home / 'logs'}")
 
@@ -579,16 +586,21 @@ def cmd_search(args) -> None:
         raise CommandError(f"no such image file: {args.image}")
     with _engine(args) as engine:
         started = time.perf_counter()
-        hits = engine.search_image(args.image, k=args.k)
+        found = engine.search(
+            args.image, k=args.k, label=args.label, product_id=args.product_id,
+            min_score=args.min_score, group_by_product=args.group_by_product,
+        )
         took_ms = (time.perf_counter() - started) * 1000
         if args.json:
             print(json.dumps({
                 "query": str(args.image),
                 "took_ms": round(took_ms, 1),
-                "results": [hit.as_dict(engine.settings.home) for hit in hits],
+                "index_version": found.index_version,
+                "model_version": found.model_version,
+                "results": [hit.as_dict(engine.settings.home) for hit in found],
             }, indent=2))
         else:
-            _print_hits(hits, engine.settings.home)
+            _print_hits(found, engine.settings.home)
 
 
 def cmd_map(args) -> None:
@@ -887,12 +899,15 @@ def _print_ingest(state) -> None:
 
 
 def _print_hits(hits, home: Path) -> None:
+    """Rank, score, label, product, item id and title: the API's hit fields, one line each."""
     if not hits:
         print("no results")
     for rank, hit in enumerate(hits, start=1):
         item = hit.item
         print(f"{rank:3d}. {hit.score:.3f}  {item.label or '-':<24} "
-              f"{item.product_id or '-':<24} {item.id[:12]}")
+              f"{item.product_id or '-':<24} {item.id[:12]}  {item.title or ''}".rstrip())
+    if not getattr(hits, "complete", True):
+        print(f"(fewer than {hits.k} found: the index or the filters left no more)")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

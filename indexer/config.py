@@ -1,27 +1,44 @@
 """Settings: read once from ``LOOKALIKE_*`` environment variables and an optional ``.env``.
 
 Every other module takes a :class:`Settings` (or the values it needs) as an argument;
-nothing else reads the environment.
+nothing else reads the environment. A bad value is refused by :func:`load_settings`
+with :class:`InvalidSettings`: one line naming each variable and its rule, never the
+value (it may be a secret). Secrets stay out of messages, logs and ``repr``: the API
+key is a ``SecretStr``, and the password of a URL setting is shown as ``***``
+(:func:`redact_url`).
 """
 
 from __future__ import annotations
 
 import ipaddress
+import re
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
+from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsError as SourceError
 
 MiB = 1024 * 1024
+# The largest k any search may ask (and the deepest it looks when it over-fetches for
+# filters): the ceiling of LOOKALIKE_API_SEARCH_MAX_K, which decides the k allowed.
+MAX_K = 1024
+MIN_API_KEY_LENGTH = 16
+URL_SETTINGS = ("database_url", "broker_url", "result_backend", "redis_url")
+
+
+class InvalidSettings(ValueError):
+    """Settings that break a rule; the message is one line and carries no value."""
 
 
 class Settings(BaseSettings):
     """Typed settings. ``Settings(home=tmp_path)`` in tests; ``load_settings()`` elsewhere."""
 
     model_config = SettingsConfigDict(
-        env_prefix="LOOKALIKE_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
-    )
+        env_prefix="LOOKALIKE_", env_file=".env", env_file_encoding="utf-8", extra="ignore",
+        hide_input_in_errors=True,  # a refused value may be a secret
+    )  # fmt: skip
 
     home: Path = Field(Path("lookalike-data"), description="data directory")
     database_url: str | None = Field(
@@ -97,6 +114,18 @@ class Settings(BaseSettings):
     @classmethod
     def _absolute_home(cls, value: Path) -> Path:
         return value.expanduser().resolve()
+
+    @field_validator("api_key")
+    @classmethod
+    def _long_api_key(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < MIN_API_KEY_LENGTH:
+            raise ValueError(f"must be at least {MIN_API_KEY_LENGTH} characters")
+        return value
+
+    def __repr_args__(self):
+        # repr (and so any log line or traceback showing settings) masks URL passwords
+        for name, value in super().__repr_args__():
+            yield name, redact_url(value) if name in URL_SETTINGS else value
 
     # -- Background workers (workers/, indexer.jobs) ---------------------------------
     # Celery: Redis when broker_url is set, else an embedded transport (files under
@@ -198,7 +227,9 @@ class Settings(BaseSettings):
     # Writes (uploads, sources, deletes, reindex) need ``Authorization: Bearer <api_key>``;
     # with no key configured every write is refused. Reads are open unless
     # api_read_key_required is set.
-    api_key: str | None = Field(None, min_length=16, description="bearer key for writes")
+    api_key: SecretStr | None = Field(
+        None, description=f"bearer key for writes, at least {MIN_API_KEY_LENGTH} characters"
+    )
     api_read_key_required: bool = Field(False, description="reads need the key too")
     api_max_upload_bytes: int = Field(
         64 * MiB, gt=0, description="largest request body the API reads (MAX_CONTENT_LENGTH)"
@@ -207,7 +238,9 @@ class Settings(BaseSettings):
         512 * 1024, gt=0, description="largest non-file form field held in memory"
     )
     api_max_form_parts: int = Field(1000, ge=1, description="most parts in one multipart body")
-    api_search_max_k: int = Field(100, ge=1, le=10_000, description="largest k a search may ask")
+    api_search_max_k: int = Field(
+        100, ge=1, le=MAX_K, description="largest k a search may ask (API, CLI and Python)"
+    )
     api_ready_retry_after: int = Field(
         10, ge=1, description="seconds a 503 from /readyz or a search asks clients to wait"
     )
@@ -259,5 +292,45 @@ class Settings(BaseSettings):
 
 
 def load_settings(**overrides) -> Settings:
-    """Settings from the environment and ``.env``, with explicit overrides on top."""
-    return Settings(**overrides)
+    """Settings from the environment and ``.env``, with explicit overrides on top.
+
+    Raises :class:`InvalidSettings` (one line, naming the variables, no values).
+    """
+    try:
+        return Settings(**overrides)
+    except ValidationError as error:
+        raise InvalidSettings(describe_errors(error)) from None
+    except SourceError as error:  # a list or JSON value that does not parse
+        field = re.search(r'field "(\w+)"', str(error))
+        variable = f"LOOKALIKE_{field.group(1).upper()}" if field else "a setting"
+        raise InvalidSettings(f"invalid settings: {variable}: not valid JSON") from None
+
+
+def describe_errors(error: ValidationError) -> str:
+    """``LOOKALIKE_API_KEY: must be at least 16 characters; ...``: variables and rules only."""
+    problems = []
+    for detail in error.errors(include_url=False, include_input=False, include_context=False):
+        message = detail["msg"].removeprefix("Value error, ")
+        loc = [str(part) for part in detail["loc"]]
+        if not loc:  # a rule over several settings names them itself
+            problems.append(message)
+            continue
+        variable = f"LOOKALIKE_{loc[0].upper()}" + "".join(f"[{part}]" for part in loc[1:])
+        problems.append(f"{variable}: {message}")
+    return "invalid settings: " + "; ".join(problems).replace("\n", " ")
+
+
+def redact_url(url: Any) -> Any:
+    """``url`` with its password shown as ``***`` (``redis://:***@host/0``); others unchanged."""
+    if not isinstance(url, str) or "@" not in url:
+        return url
+    try:
+        parts = urlsplit(url)
+        password = parts.password
+    except ValueError:  # not a URL we can take apart: show none of it
+        return "***"
+    if not password:
+        return url
+    userinfo, _, host = parts.netloc.rpartition("@")
+    user = userinfo.partition(":")[0]
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))

@@ -9,30 +9,45 @@ API be. A shop's own code can use it directly::
         engine.ingest("photos/")          # folder, manifest or site: stored, embedded, indexed
         engine.embed()                    # vectors for anything stored earlier
         engine.build_index(shards=4)      # new index version, switched in atomically
-        for hit in engine.search_image("query.jpg", k=5):
+        for hit in engine.search("query.jpg", k=5, group_by_product=True):
             print(hit.score, hit.item.product_id, hit.item.label)
+
+:meth:`Lookalike.search` is the only search (query kinds: :mod:`indexer.search`).
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 from indexer.catalog import Catalog, Item, vector_id_for
 from indexer.config import Settings, load_settings
-from indexer.images import ImageRejected, load_image
+from indexer.images import ImageRejected, load_image, to_rgb
 from indexer.index.errors import IndexLoadError
-from indexer.index.searcher import ShardedSearcher
+from indexer.index.searcher import MAX_K, ShardedSearcher
 from indexer.index.store import IndexStore
 from indexer.jobs import JobProgress, run_inline, submit_source
 from indexer.model.embed import Embedder
 from indexer.model.modeldir import EmbeddingModel, current_model_spec, load_model
+from indexer.search import (
+    Filters,
+    ItemNotEmbedded,
+    ItemQuery,
+    SearchHit,
+    SearchResult,
+    UnknownItem,
+    check_k,
+)
 from indexer.vectors import VectorStore
+
+Query = bytes | str | Path | Image.Image | np.ndarray | ItemQuery | Item
 
 log = logging.getLogger(__name__)
 
@@ -50,22 +65,6 @@ class EmbedReport:
     failed: list[tuple[str, str]]  # (item id, reason)
 
 
-@dataclass(frozen=True)
-class SearchHit:
-    item: Item
-    score: float
-
-    def as_dict(self, home: Path) -> dict:
-        return {
-            "item_id": self.item.id,
-            "score": round(float(self.score), 6),
-            "label": self.item.label,
-            "product_id": self.item.product_id,
-            "title": self.item.title,
-            "path": str(home / self.item.stored_path) if self.item.stored_path else None,
-        }
-
-
 class Lookalike:
     """One data directory: its catalog, stored images, vectors and index versions."""
 
@@ -75,6 +74,7 @@ class Lookalike:
         self.catalog = Catalog.open(settings.catalog_url)
         self.indexes = IndexStore.from_settings(settings)
         self._searcher: tuple[str, ShardedSearcher] | None = None
+        self._searcher_swap = threading.Lock()  # one thread loads a new version
         # (vector-store parts, sorted ids, their vectors): see item_vector
         self._vector_lookup: tuple[tuple, np.ndarray, np.ndarray] | None = None
 
@@ -239,39 +239,83 @@ class Lookalike:
 
     # -- search --------------------------------------------------------------
 
-    def search_image(self, image: str | Path | bytes, k: int = 10) -> list[SearchHit]:
-        data = image if isinstance(image, bytes) else Path(image).read_bytes()
-        loaded = load_image(
-            data,
-            max_bytes=self.settings.max_image_bytes,
-            max_pixels=self.settings.max_image_pixels,
-        )
-        query = self.embedder.embed_images([loaded.image])
-        return self._search_vectors(query, k)[0]
+    def search(
+        self,
+        query: Query,
+        k: int = 10,
+        *,
+        label: str | None = None,
+        product_id: str | None = None,
+        min_score: float | None = None,
+        group_by_product: bool = False,
+    ) -> SearchResult:
+        """The ``k`` catalogue items that look most like ``query``, best first.
 
-    def search_item(self, item_id: str, k: int = 10) -> list[SearchHit]:
-        """Search with an item's stored vector (no image decoding, no forward pass).
+        ``query``: image bytes, a path or a PIL image; an :class:`ItemQuery` or
+        :class:`Item` (its stored vector); or a vector (see :mod:`indexer.search`).
+        ``k`` is from 1 to ``settings.api_search_max_k``. With filters (``label``,
+        ``product_id``, ``min_score``) or ``group_by_product`` (one hit per product)
+        the index is searched deeper and the neighbours filtered, so fewer than ``k``
+        hits may come back (``result.complete`` is then False). Every hit and both
+        reported versions come from one index version, even while ``CURRENT`` moves.
 
-        Reads the vector store to find the vector: fine for the CLI and tests; a
-        long-running server should keep an id → vector lookup instead.
+        Raises :class:`ValueError` for a bad ``k`` or vector, ``ImageRejected`` for
+        an image we refuse, :class:`UnknownItem` / :class:`ItemNotEmbedded` for an
+        item query without a vector, :class:`NoIndexError` before any index.
         """
-        ids, vectors = self.vectors.load()
-        match = np.flatnonzero(ids == vector_id_for(item_id))
-        if len(match) == 0:
-            raise KeyError(f"item {item_id} has no vector for model {self.model.version}")
-        return self._search_vectors(vectors[match[:1]], k)[0]
+        k = check_k(k, self.settings.api_search_max_k)
+        filters = Filters(label, product_id, min_score, group_by_product)
+        searcher = self.searcher()  # one version for the whole search
+        vector = self._query_vector(query)
+        manifest = searcher.index.manifest
+        depth = filters.depth(k, manifest.total, MAX_K)
+        hits: list[SearchHit] = []
+        if depth > 0:
+            scores, found = searcher.search(vector, depth)
+            items = self.catalog.by_vector_ids([int(v) for v in found[0] if v >= 0])
+            hits = filters.select(scores[0], found[0], items, k)
+        return SearchResult(hits, k, searcher.version, manifest.model_version, depth)
+
+    def _query_vector(self, query: Query) -> np.ndarray:
+        if isinstance(query, Item):
+            query = ItemQuery(query.id)
+        if isinstance(query, ItemQuery):
+            vector = self.item_vector(query.item_id)
+            if vector is None:
+                if self.catalog.get(query.item_id) is None:
+                    raise UnknownItem(f"no item {query.item_id}")
+                raise ItemNotEmbedded(f"item {query.item_id} has no vector yet (not embedded)")
+            return vector
+        if isinstance(query, np.ndarray):
+            vector = np.asarray(query, dtype=np.float32)
+            if vector.ndim == 2 and len(vector) == 1:
+                return vector
+            if vector.ndim != 1:
+                raise ValueError(f"a query vector is [dim] or [1, dim], got {vector.shape}")
+            return vector[None, :]
+        if isinstance(query, Image.Image):
+            image = to_rgb(query)
+        else:
+            data = query if isinstance(query, bytes) else Path(query).read_bytes()
+            image = load_image(
+                data,
+                max_bytes=self.settings.max_image_bytes,
+                max_pixels=self.settings.max_image_pixels,
+            ).image
+        return self.embedder.embed_images([image])
 
     def item_vector(self, item_id: str) -> np.ndarray | None:
         """The current model's stored vector of an item (1 x dim), or None if it has none.
 
-        For a long-running server: the vector store is read once into a sorted id
+        The one id → vector lookup: the vector store is read once into a sorted id
         array and read again only when its parts change (new vectors, deletions).
         """
         parts = tuple(self.vectors.part_paths())
-        if self._vector_lookup is None or self._vector_lookup[0] != parts:
+        lookup = self._vector_lookup
+        if lookup is None or lookup[0] != parts:
             ids, vectors = self.vectors.load()  # sorted by id
-            self._vector_lookup = (parts, ids, vectors)
-        _, ids, vectors = self._vector_lookup
+            lookup = self._vector_lookup = (parts, ids, vectors)
+        _, ids, vectors = lookup
         wanted = vector_id_for(item_id)
         position = int(np.searchsorted(ids, wanted))
         if position >= len(ids) or ids[position] != wanted:
@@ -285,37 +329,32 @@ class Lookalike:
     def searcher(self) -> ShardedSearcher:
         """The searcher of the current index version, reloaded when CURRENT moves.
 
-        A new version that fails verification (a truncated or tampered shard) is
-        refused and the version already in memory keeps serving; with none in
-        memory the error is raised, never an empty index served.
+        Thread-safe: one thread loads a new version while the others keep the one
+        they hold. A new version that fails verification (a truncated or tampered
+        shard) is refused and the version already in memory keeps serving; with
+        none in memory the error is raised, never an empty index served.
         """
         version = self.indexes.current_version()
         if version is None:
             raise NoIndexError("no index yet: run `lookalike index build` first")
-        if self._searcher is None or self._searcher[0] != version:
+        held = self._searcher
+        if held is not None and held[0] == version:
+            return held[1]
+        with self._searcher_swap:
+            held = self._searcher
+            if held is not None and held[0] == version:  # loaded while we waited
+                return held[1]
             try:
                 loaded = self.indexes.load(version, expected_model_version=self.model.version)
             except IndexLoadError:
-                if self._searcher is None:
+                if held is None:
                     raise
-                log.exception("index %s refused; still serving %s", version, self._searcher[0])
-                return self._searcher[1]
+                log.exception("index %s refused; still serving %s", version, held[0])
+                return held[1]
             # The old searcher is not closed here: a concurrent request may still hold it;
             # its idle shard threads end when it is garbage-collected.
             self._searcher = (version, ShardedSearcher(loaded, self.settings.search_threads))
         return self._searcher[1]
-
-    def _search_vectors(self, queries: np.ndarray, k: int) -> list[list[SearchHit]]:
-        scores, found = self.searcher().search(queries, k)
-        items = self.catalog.by_vector_ids([int(v) for v in found.ravel() if v >= 0])
-        return [
-            [
-                SearchHit(items[int(v)], float(s))
-                for s, v in zip(row_scores, row_ids, strict=True)
-                if v >= 0 and int(v) in items
-            ]
-            for row_scores, row_ids in zip(scores, found, strict=True)
-        ]
 
     # -- helpers -------------------------------------------------------------
 
@@ -333,4 +372,7 @@ class Lookalike:
         }
 
 
-__all__ = ["Lookalike", "SearchHit", "EmbedReport", "NoIndexError", "ImageRejected"]
+__all__ = [
+    "EmbedReport", "ImageRejected", "ItemNotEmbedded", "ItemQuery", "Lookalike", "NoIndexError",
+    "Query", "SearchHit", "SearchResult", "UnknownItem",
+]  # fmt: skip

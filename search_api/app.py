@@ -63,7 +63,7 @@ def create_app(
 
     @app.get("/openapi.json")
     def root_openapi():
-        return jsonify(openapi.document())
+        return jsonify(openapi.app_document())
 
     @app.before_request
     def _start_clock() -> None:

@@ -36,7 +36,7 @@ def check_key() -> None:
     if scheme.lower() != "bearer" or not given.strip():
         raise ApiError(401, "missing API key: send 'Authorization: Bearer <key>'",
                        headers=_CHALLENGE)  # fmt: skip
-    if not hmac.compare_digest(given.strip().encode(), expected.encode()):
+    if not hmac.compare_digest(given.strip().encode(), expected.get_secret_value().encode()):
         raise ApiError(401, "wrong API key", headers=_CHALLENGE)
 
 

@@ -64,6 +64,7 @@ def stats():
             "created": manifest.created,
         },
         serving_version=held[0] if held is not None else None,
+        search={"max_k": api.settings.api_search_max_k},  # the largest k a search may ask
         model={"version": engine.model.version, "dim": engine.model.dim,
                "loaded": api.model_loaded},
     )  # fmt: skip

@@ -1,15 +1,22 @@
-"""``POST /api/v1/search``: by uploaded image, by image URL or by an item's stored vector."""
+"""``POST /api/v1/search``: by uploaded image, by image URL or by an item's stored vector.
+
+The parameters are read and refused here; the search itself (filters, grouping,
+over-fetch) is the engine's one :meth:`~indexer.engine.Lookalike.search`.
+"""
 
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
+from typing import Any
 
-import numpy as np
 from flask import Blueprint, current_app, jsonify, request, url_for
 
-from indexer.catalog import Item
-from indexer.images import ImageRejected, load_image
-from indexer.index.searcher import MAX_K
+from indexer.config import Settings
+from indexer.engine import NoIndexError
+from indexer.images import ImageRejected
+from indexer.index.errors import IndexLoadError
+from indexer.search import ItemNotEmbedded, ItemQuery, SearchHit, SearchResult, UnknownItem
 from indexer.sources.fetch import Fetcher, FetchError
 from search_api import params
 from search_api.auth import read_access
@@ -17,8 +24,6 @@ from search_api.errors import ApiError
 from search_api.state import ApiState, NotReady
 
 bp = Blueprint("search", __name__)
-
-FILTER_OVERFETCH = 10  # with filters or grouping, look this many times deeper, then filter
 
 
 def state() -> ApiState:
@@ -39,24 +44,23 @@ def item_links(item_id: str) -> tuple[str, str]:
     )
 
 
-def result(item: Item, score: float) -> dict:
-    thumbnail, image = item_links(item.id)
-    return {
-        "item_id": item.id,
-        "score": round(float(score), 6),
-        "product_id": item.product_id,
-        "label": item.label,
-        "title": item.title,
-        "thumbnail_url": thumbnail,
-        "image_url": image,
-    }
+def result(hit: SearchHit) -> dict:
+    """The engine's hit fields, with the links a browser follows."""
+    thumbnail, image = item_links(hit.item.id)
+    return {**hit.as_dict(), "thumbnail_url": thumbnail, "image_url": image}
 
 
-@bp.post("/search")
-@read_access
-def search():
-    api = state()
-    settings = api.settings
+@dataclass(frozen=True)
+class SearchRequest:
+    kind: str  # "image", "url" or "item": the metrics label
+    field: str  # the parameter the query came in
+    query: bytes | ItemQuery | str  # image bytes, an item, or (url) the address to fetch
+    k: int
+    filters: dict[str, Any]
+
+
+def read_request(settings: Settings) -> SearchRequest:
+    """The query and options of this request, each refused with its field named."""
     body = params.json_body()
     if body is None and request.mimetype not in (
         "multipart/form-data", "application/x-www-form-urlencoded", ""
@@ -68,11 +72,15 @@ def search():
     k = params.integer(
         "k", params.raw("k", body), default=10, low=1, high=settings.api_search_max_k
     )
-    label = params.text("label", params.raw("label", body))
-    product_id = params.text("product_id", params.raw("product_id", body))
-    min_score = params.number("min_score", params.raw("min_score", body), low=-1.0, high=1.0)
-    group = params.boolean("group_by_product", params.raw("group_by_product", body))
-
+    filters = {
+        "label": params.text("label", params.raw("label", body)),
+        "product_id": params.text("product_id", params.raw("product_id", body)),
+        "min_score": params.number("min_score", params.raw("min_score", body),
+                                   low=-1.0, high=1.0),  # fmt: skip
+        "group_by_product": params.boolean(
+            "group_by_product", params.raw("group_by_product", body)
+        ),
+    }
     upload = request.files.get("image")
     image_url = params.text("image_url", params.raw("image_url", body), max_length=2048)
     item_id = params.raw("item_id", body)
@@ -84,72 +92,59 @@ def search():
             422, "give exactly one query: an 'image' file, an 'image_url' or an 'item_id'"
             + (f" (got {', '.join(given)})" if given else ""), field="image",
         )  # fmt: skip
+    if item_id is not None:
+        query = ItemQuery(params.item_id("item_id", item_id))
+        return SearchRequest("item", "item_id", query, k, filters)
+    if upload is not None:
+        data = upload.read(settings.max_image_bytes + 1)
+        return SearchRequest("image", "image", data, k, filters)
+    return SearchRequest("url", "image_url", image_url, k, filters)
 
+
+def fetch_image(settings: Settings, url: str) -> bytes:
+    try:
+        return Fetcher.from_settings(settings).fetch(url).data
+    except FetchError as error:
+        raise ApiError(422, f"image_url could not be fetched: {error}",
+                       field="image_url") from None  # fmt: skip
+
+
+def run_search(api: ApiState, asked: SearchRequest) -> SearchResult:
+    """The engine's search, its errors turned into the API's."""
+    query = asked.query
+    if asked.kind == "url":
+        query = fetch_image(api.settings, query)
+    if asked.kind != "item":
+        api.load_model()  # marks the model loaded for /readyz
+    try:
+        return api.engine.search(query, asked.k, **asked.filters)
+    except UnknownItem as error:
+        raise ApiError(404, str(error), field=asked.field) from None
+    except ItemNotEmbedded as error:
+        raise ApiError(409, str(error), field=asked.field) from None
+    except ImageRejected as error:
+        raise ApiError(422, f"{asked.field} is not an image we accept: {error.reason}",
+                       field=asked.field) from None  # fmt: skip
+    except (NoIndexError, IndexLoadError) as error:
+        raise not_ready(error) from None
+
+
+@bp.post("/search")
+@read_access
+def search():
+    api = state()
+    asked = read_request(api.settings)
     started = time.perf_counter()
     try:
-        searcher = api.searcher()  # one version for this whole response
+        api.searcher()  # not ready: 503 before any image is fetched or decoded
     except NotReady as error:
         raise not_ready(error) from None
-    if item_id is not None:
-        kind = "item"
-        item_id = params.item_id("item_id", item_id)
-        query = api.engine.item_vector(item_id)
-        if query is None:
-            if api.engine.catalog.get(item_id) is None:
-                raise ApiError(404, f"no item {item_id}", field="item_id")
-            raise ApiError(409, f"item {item_id} has no vector yet (not embedded)",
-                           field="item_id")  # fmt: skip
-    else:
-        if upload is not None:
-            kind, field, data = "image", "image", upload.read(settings.max_image_bytes + 1)
-        else:
-            kind, field = "url", "image_url"
-            try:
-                data = Fetcher.from_settings(settings).fetch(image_url).data
-            except FetchError as error:
-                raise ApiError(422, f"image_url could not be fetched: {error}",
-                               field=field) from None  # fmt: skip
-        try:
-            loaded = load_image(
-                data, max_bytes=settings.max_image_bytes, max_pixels=settings.max_image_pixels
-            )
-        except ImageRejected as error:
-            raise ApiError(422, f"{field} is not an image we accept: {error.reason}",
-                           field=field) from None  # fmt: skip
-        query = api.embedder().embed_images([loaded.image])
-
-    filtered = label is not None or product_id is not None or min_score is not None or group
-    total = searcher.index.manifest.total
-    depth = min(MAX_K, total, k * FILTER_OVERFETCH if filtered else k)
-    hits: list[dict] = []
-    if depth > 0:
-        scores, found = searcher.search(np.asarray(query, dtype=np.float32), depth)
-        ids = [int(v) for v in found[0] if v >= 0]
-        items = api.engine.catalog.by_vector_ids(ids)
-        seen_products: set[str] = set()
-        for score, vector_id in zip(scores[0], found[0], strict=True):
-            item = items.get(int(vector_id)) if vector_id >= 0 else None
-            if item is None:
-                continue
-            if min_score is not None and score < min_score:
-                break  # best first: nothing further can pass
-            if label is not None and item.label != label:
-                continue
-            if product_id is not None and item.product_id != product_id:
-                continue
-            if group:
-                key = item.product_id or item.id
-                if key in seen_products:
-                    continue
-                seen_products.add(key)
-            hits.append(result(item, score))
-            if len(hits) == k:
-                break
+    found = run_search(api, asked)
     seconds = time.perf_counter() - started
-    api.metrics.searched(kind, seconds)
+    api.metrics.searched(asked.kind, seconds)
     return jsonify(
-        results=hits,
+        results=[result(hit) for hit in found.hits],
         took_ms=round(seconds * 1000, 3),
-        index_version=searcher.version,
-        model_version=searcher.index.manifest.model_version,
+        index_version=found.index_version,
+        model_version=found.model_version,
     )

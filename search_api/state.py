@@ -1,16 +1,16 @@
 """What one API process holds: the engine (catalog, model), the live searcher and metrics.
 
 The model is loaded when the app is created, so the first query is not a cold
-one. The searcher is the engine's: each request takes it once and searches and
-reports that one version, so a response never mixes two index versions, while
-``CURRENT`` moving makes the next request load the new version (one request at
-a time does the loading; the others keep serving the version they hold).
+one. The searcher is the engine's: :meth:`Lookalike.search` takes it once and
+searches and reports that one version, so a response never mixes two index
+versions, while ``CURRENT`` moving makes the next request load the new version
+(one request at a time does the loading; the others keep serving the version
+they hold).
 """
 
 from __future__ import annotations
 
 import logging
-import threading
 
 from indexer.config import Settings
 from indexer.engine import Lookalike, NoIndexError
@@ -31,7 +31,6 @@ class ApiState:
         self.settings = settings
         self.engine = engine if engine is not None else Lookalike.open(settings)
         self.metrics = Metrics()
-        self._swap = threading.Lock()
         self._model_loaded = False
 
     def preload(self) -> None:
@@ -56,16 +55,15 @@ class ApiState:
         return self._model_loaded
 
     def searcher(self) -> ShardedSearcher:
-        """The searcher of the current version, swapping in a new ``CURRENT`` when it moves."""
-        current = self.engine.indexes.current_version()
-        held = self.engine.loaded_searcher()
-        if held is not None and held[0] == current:
-            return held[1]
-        with self._swap:  # one loader; a failed new version keeps the old one serving
-            try:
-                return self.engine.searcher()
-            except (NoIndexError, IndexLoadError) as error:
-                raise NotReady(str(error)) from error
+        """The searcher of the current version, swapping in a new ``CURRENT`` when it moves.
+
+        The engine loads a new version in one thread at a time; a failed new version
+        keeps the old one serving.
+        """
+        try:
+            return self.engine.searcher()
+        except (NoIndexError, IndexLoadError) as error:
+            raise NotReady(str(error)) from error
 
     def close(self) -> None:
         self.engine.close()

@@ -7,7 +7,7 @@ forbids inline scripts and foreign images as a second line of defence.
 
 from __future__ import annotations
 
-from flask import Blueprint, render_template
+from flask import Blueprint, current_app, render_template
 
 bp = Blueprint(
     "webui", __name__,
@@ -32,7 +32,9 @@ PAGES = [("search", "Search", "webui.search"), ("map", "Map", "webui.map_page"),
 
 
 def _page(name: str):
-    return render_template(f"{name}.html", page=name, pages=PAGES)
+    # The k input's bound is the API's (LOOKALIKE_API_SEARCH_MAX_K), read from the settings
+    max_k = current_app.extensions["lookalike"].settings.api_search_max_k
+    return render_template(f"{name}.html", page=name, pages=PAGES, max_k=max_k)
 
 
 @bp.get("/")

@@ -21,12 +21,11 @@ from concurrent.futures import ThreadPoolExecutor
 import faiss
 import numpy as np
 
+from indexer.config import MAX_K  # the deepest one search goes; the setting is below it
 from indexer.index.factory import prefer_low_latency, search_parameters
 from indexer.index.versions import LoadedIndex
 
 log = logging.getLogger(__name__)
-
-MAX_K = 1024
 
 
 class ShardedSearcher:

@@ -39,8 +39,8 @@ import numpy as np
 from indexer.catalog import ItemStatus, items_table, vector_id_for
 from indexer.config import Settings
 from indexer.engine import Lookalike
-from indexer.images import load_image
 from indexer.sample import write_sample_catalogue
+from indexer.search import ItemQuery
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -79,28 +79,17 @@ def percentiles(seconds: list[float]) -> tuple[float, float]:
 
 
 def in_process(engine: Lookalike, item_ids: list[str], images: list[bytes], rounds: int):
-    searcher = engine.searcher()
-
-    def join(found):
-        return engine.catalog.by_vector_ids([int(v) for v in found[0] if v >= 0])
-
+    """The API's searches without HTTP: the engine's one search, catalog join included."""
     for data in images[:5]:  # warm-up: first calls allocate
-        image = load_image(data, max_bytes=engine.settings.max_image_bytes,
-                           max_pixels=engine.settings.max_image_pixels).image  # fmt: skip
-        searcher.search(engine.embedder.embed_images([image]), 10)
+        engine.search(data, 10)
     item_times, image_times = [], []
     for r in range(rounds):
-        item_id = item_ids[r % len(item_ids)]
         started = time.perf_counter()
-        _, found = searcher.search(engine.item_vector(item_id), 10)
-        join(found)
+        engine.search(ItemQuery(item_ids[r % len(item_ids)]), 10)
         item_times.append(time.perf_counter() - started)
     for r in range(max(20, rounds // 20)):
         started = time.perf_counter()
-        image = load_image(images[r % len(images)], max_bytes=engine.settings.max_image_bytes,
-                           max_pixels=engine.settings.max_image_pixels).image  # fmt: skip
-        _, found = searcher.search(engine.embedder.embed_images([image]), 10)
-        join(found)
+        engine.search(images[r % len(images)], 10)
         image_times.append(time.perf_counter() - started)
     return item_times, image_times
 

@@ -11,6 +11,7 @@ from indexer.config import Settings
 from indexer.engine import EMBED_CHUNK, Lookalike, NoIndexError
 from indexer.index.errors import IndexLoadError
 from indexer.sample import write_sample_catalogue
+from indexer.search import ItemNotEmbedded, ItemQuery, UnknownItem
 
 
 @pytest.fixture
@@ -37,16 +38,16 @@ def test_a_folder_becomes_searchable_and_finds_its_own_product(engine, catalogue
     assert engine.catalog.counts()["indexed"] == 20
 
     query = shots(catalogue)[5]
-    hits = engine.search_image(query, k=4)
+    hits = engine.search(query, k=4)
     assert hits[0].score == pytest.approx(1.0, abs=1e-3)
     assert hits[0].item.source_url.endswith(query.name)
-    by_item = engine.search_item(hits[0].item.id, k=4)
+    by_item = engine.search(ItemQuery(hits[0].item.id), k=4)
     assert [hit.item.id for hit in by_item] == [hit.item.id for hit in hits]
 
     # Recall@1 over every item (its nearest other shot shows the same product); the
     # pretrained features reach 0.95+ on this sample, chance is 0.16.
     items = engine.catalog.items_with_status("indexed")
-    nearest = [engine.search_item(item.id, k=2)[1].item for item in items]
+    nearest = [engine.search(item, k=2)[1].item for item in items]
     recall_at_1 = np.mean([a.label == b.label for a, b in zip(items, nearest, strict=True)])
     assert recall_at_1 >= 0.8
 
@@ -84,7 +85,7 @@ def test_update_index_adds_new_items_without_a_rebuild(engine, catalogue, tmp_pa
     assert second != first
     manifest = engine.indexes.manifest(second)
     assert manifest.parent == first and manifest.total == 21
-    assert engine.search_image(new_image, k=1)[0].item.label == "new-product"
+    assert engine.search(new_image, k=1)[0].item.label == "new-product"
     assert engine.catalog.counts()["indexed"] == 21
 
 
@@ -93,12 +94,12 @@ def test_deleted_items_leave_catalog_vectors_and_index(engine, catalogue):
     engine.embed()
     engine.build_index()
     query = shots(catalogue)[0]
-    doomed = engine.search_image(query, k=1)[0].item
+    doomed = engine.search(query, k=1)[0].item
 
     assert engine.delete(doomed.id)
     assert engine.catalog.get(doomed.id) is None
     assert vector_id_for(doomed.id) not in engine.vectors.load()[0]
-    assert doomed.id not in {hit.item.id for hit in engine.search_image(query, k=20)}
+    assert doomed.id not in {hit.item.id for hit in engine.search(query, k=20)}
     assert not engine.delete(doomed.id)
 
 
@@ -141,7 +142,7 @@ def test_a_tampered_new_version_is_refused_and_the_old_one_keeps_serving(engine,
     engine.embed()
     good = engine.build_index()
     query = shots(catalogue)[0]
-    before = [hit.item.id for hit in engine.search_image(query, k=5)]
+    before = [hit.item.id for hit in engine.search(query, k=5)]
 
     bad = engine.build_index(shards=2)
     shard = engine.settings.index_dir / bad / "shard-01.faiss"
@@ -150,7 +151,7 @@ def test_a_tampered_new_version_is_refused_and_the_old_one_keeps_serving(engine,
     shard.write_bytes(bytes(data))
 
     assert engine.indexes.current_version() == bad
-    assert [hit.item.id for hit in engine.search_image(query, k=5)] == before
+    assert [hit.item.id for hit in engine.search(query, k=5)] == before
     assert engine.searcher().version == good
     with pytest.raises(IndexLoadError, match="shard-01"):
         Lookalike.open(engine.settings).searcher()
@@ -158,6 +159,87 @@ def test_a_tampered_new_version_is_refused_and_the_old_one_keeps_serving(engine,
 
 def test_searching_before_any_index_says_what_to_do(engine, catalogue):
     with pytest.raises(NoIndexError, match="index build"):
-        engine.search_image(shots(catalogue)[0])
+        engine.search(shots(catalogue)[0])
     with pytest.raises(NoIndexError, match="ingest and embed"):
         engine.build_index()
+
+
+@pytest.fixture(scope="module")
+def indexed(tmp_path_factory, catalogue):
+    """20 shots of 5 products (label = product = folder), embedded and indexed."""
+    home = tmp_path_factory.mktemp("indexed")
+    with Lookalike.open(Settings(home=home, batch_size=8)) as opened:
+        opened.ingest(catalogue)
+        opened.embed()
+        opened.build_index(shards=2)
+        yield opened
+
+
+def test_every_query_kind_finds_the_same_neighbours(indexed, catalogue):
+    from PIL import Image
+
+    path = shots(catalogue)[5]
+    by_path = indexed.search(path, k=5)
+    item = by_path[0].item
+    vector = indexed.item_vector(item.id)
+    same = [
+        indexed.search(str(path), k=5),  # a str is a path, never an item id
+        indexed.search(path.read_bytes(), k=5),
+        indexed.search(Image.open(path), k=5),
+        indexed.search(ItemQuery(item.id), k=5),
+        indexed.search(item, k=5),
+        indexed.search(vector, k=5),
+        indexed.search(vector[0], k=5),
+    ]
+    expected = [hit.item.id for hit in by_path]
+    for result in same:
+        assert [hit.item.id for hit in result] == expected
+    assert by_path.complete and len(by_path) == 5
+    assert by_path.index_version == indexed.indexes.current_version()
+    assert by_path.model_version == indexed.model.version
+
+
+def test_filters_and_grouping_look_deeper_then_filter(indexed, catalogue):
+    query = shots(catalogue)[0]
+    other = sorted({item.label for item in indexed.catalog.items_with_status("indexed")})[-1]
+    labelled = indexed.search(query, k=4, label=other)
+    assert len(labelled) == 4 and {hit.item.label for hit in labelled} == {other}
+    product = indexed.search(query, k=10, product_id=other)
+    assert {hit.item.product_id for hit in product} == {other}
+    assert len(product) == 4 and not product.complete  # the product has 4 shots
+    assert product.depth == 20  # over-fetched, capped at the index's size
+
+    grouped = indexed.search(query, k=5, group_by_product=True)
+    assert len({hit.item.product_id for hit in grouped}) == len(grouped) == 5
+    plain = indexed.search(query, k=5)
+    assert plain.depth == 5
+    assert grouped[0].item.id == plain[0].item.id  # the best hit leads either way
+
+    scores = [hit.score for hit in indexed.search(query, k=20)]
+    floor = scores[7]
+    above = indexed.search(query, k=20, min_score=floor)
+    assert [hit.score for hit in above] == [s for s in scores if s >= floor]
+
+
+def test_one_rule_for_k_and_errors_for_items_without_vectors(indexed, catalogue):
+    largest = indexed.settings.api_search_max_k
+    assert len(indexed.search(shots(catalogue)[0], k=largest)) == 20  # all there is
+    for bad in (0, largest + 1, 2.5, True, "3"):
+        with pytest.raises(ValueError, match=f"k must be an integer from 1 to {largest}"):
+            indexed.search(shots(catalogue)[0], k=bad)
+    for bad in (1.5, -2, float("nan"), "0.5"):
+        with pytest.raises(ValueError, match="min_score must be a number from -1 to 1"):
+            indexed.search(shots(catalogue)[0], min_score=bad)
+    with pytest.raises(UnknownItem, match="no item 00"):
+        indexed.search(ItemQuery("00" * 32))
+    with pytest.raises(ValueError, match=r"\[dim\] or \[1, dim\]"):
+        indexed.search(np.zeros((2, indexed.model.dim), dtype=np.float32))
+
+
+def test_an_item_without_a_vector_yet_is_a_conflict_not_a_miss(engine, catalogue):
+    engine.ingest(catalogue)
+    engine.embed(limit=4)
+    engine.build_index()
+    waiting = engine.catalog.items_with_status("stored")[0]
+    with pytest.raises(ItemNotEmbedded, match="has no vector yet"):
+        engine.search(ItemQuery(waiting.id))

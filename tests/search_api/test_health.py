@@ -52,3 +52,39 @@ def test_openapi_document_covers_every_route(client):
             if method == "parameters":
                 continue
             assert "responses" in operation, (path, method)
+
+
+def test_passwords_in_service_urls_never_reach_stats_errors_or_logs(
+    home_for, postgres_schema_url, sample_folder, auth, caplog
+):
+    import logging
+
+    import sqlalchemy as sa
+
+    from search_api import create_app
+
+    secrets = ("db-hunter2-secret", "broker-hunter2-secret", "redis-hunter2-secret")
+    # PostgreSQL trusts local connections here, so the password is carried but unused
+    database_url = sa.make_url(postgres_schema_url).set(password=secrets[0])
+    caplog.set_level(logging.DEBUG)
+    engine = home_for(
+        "secret", database_url=database_url.render_as_string(hide_password=False),
+        broker_url=f"redis://:{secrets[1]}@127.0.0.1:1/0",
+        redis_url=f"redis://:{secrets[2]}@127.0.0.1:1/0",
+    )  # fmt: skip
+    client = create_app(engine=engine).test_client()
+    shown = [
+        client.get("/api/v1/stats").get_data(as_text=True),
+        client.get("/readyz").get_data(as_text=True),  # 503: no index yet
+        client.post("/api/v1/search", json={"item_id": "0" * 64}).get_data(as_text=True),
+        client.get("/api/v1/items/" + "0" * 64).get_data(as_text=True),
+        repr(engine.settings), repr(engine.catalog),
+    ]
+    engine.ingest(sample_folder)
+    engine.embed()
+    engine.build_index()
+    shown.append(client.get("/api/v1/stats").get_data(as_text=True))
+    assert '"indexed":12' in shown[-1].replace(" ", "")  # the password-carrying URL works
+    shown += [record.getMessage() for record in caplog.records]
+    for secret in secrets:
+        assert not [text for text in shown if secret in text], secret

@@ -46,7 +46,7 @@ def test_search_by_item_id_uses_the_stored_vector(client, indexed):
     hits = response.json["results"]
     assert len(hits) == 3
     assert hits[0]["item_id"] == target.id
-    assert [h["item_id"] for h in hits] == [h.item.id for h in indexed.search_item(target.id, k=3)]
+    assert [h["item_id"] for h in hits] == [h.item.id for h in indexed.search(target, k=3)]
 
 
 def test_k_from_a_json_field_and_the_default(client, indexed):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 
+import numpy as np
 import pytest
 
 from indexer.config import Settings
@@ -79,3 +80,41 @@ def test_the_api_is_still_there_and_unknown_ui_files_are_problem_json(client):
     assert missing.mimetype == "application/problem+json"
     stats = client.get("/api/v1/stats")
     assert stats.status_code == 200 and stats.get_json()["index"] is None
+
+
+def test_one_largest_k_for_the_page_the_document_the_api_and_the_engine(tmp_path):
+    from indexer.config import MAX_K
+    from indexer.index import searcher
+
+    settings = Settings(home=tmp_path / "home", database_url=None, api_preload=False,
+                        api_search_max_k=37, _env_file=None)  # fmt: skip
+    app = create_app(settings=settings)
+    client = app.test_client()
+    try:
+        html = client.get("/").get_data(as_text=True)
+        k_input = re.search(r'<input id="k" [^>]*>', html).group(0)
+        assert 'max="37"' in k_input and 'value="24"' in k_input
+        document = client.get("/api/v1/openapi.json").json
+        fields = document["paths"]["/api/v1/search"]["post"]["requestBody"]["content"]
+        assert fields["application/json"]["schema"]["properties"]["k"]["maximum"] == 37
+        assert fields["multipart/form-data"]["schema"]["properties"]["k"]["maximum"] == 37
+        assert client.get("/api/v1/stats").json["search"] == {"max_k": 37}
+        refused = client.post("/api/v1/search?k=38", json={"item_id": "0" * 64})
+        assert refused.status_code == 422
+        assert refused.json["detail"] == "k must be from 1 to 37, got 38"
+        with pytest.raises(ValueError, match="k must be an integer from 1 to 37"):
+            app.extensions["lookalike"].engine.search(np.zeros(4, dtype=np.float32), k=38)
+        assert searcher.MAX_K is MAX_K  # the searcher's depth bound is the setting's ceiling
+    finally:
+        app.extensions["lookalike"].close()
+
+
+def test_a_small_largest_k_caps_the_pages_default(tmp_path):
+    settings = Settings(home=tmp_path / "home", database_url=None, api_preload=False,
+                        api_search_max_k=5, _env_file=None)  # fmt: skip
+    app = create_app(settings=settings)
+    try:
+        html = app.test_client().get("/").get_data(as_text=True)
+        assert re.search(r'<input id="k" type="number" min="1" max="5" value="5">', html)
+    finally:
+        app.extensions["lookalike"].close()

@@ -39,7 +39,7 @@ def assert_one_vector_per_item(settings, expected: int) -> None:
         assert set(in_index) == set(ids)
         assert engine.catalog.counts()["indexed"] == expected
         for seed in (0, 77, 199):
-            hit = engine.search_image(images_factory.jpeg_bytes(seed=seed), k=1)[0]
+            hit = engine.search(images_factory.jpeg_bytes(seed=seed), k=1)[0]
             assert hit.item.product_id == f"p{seed}" and hit.score == pytest.approx(1, abs=1e-3)
 
 
@@ -121,7 +121,7 @@ def test_a_crawled_site_ends_up_searchable(
     assert state.items["indexed"] == len(products) and state.failed == 0
     with Lookalike.open(setup.settings) as engine:
         for n in (0, 77, 199):
-            hit = engine.search_image(images_factory.jpeg_bytes(seed=n), k=1)[0]
+            hit = engine.search(images_factory.jpeg_bytes(seed=n), k=1)[0]
             assert hit.score == pytest.approx(1, abs=1e-3)
             assert (hit.item.title, hit.item.page_url) == (f"Product {n}",
                                                           server.url(f"/p/{n}.html"))

@@ -46,7 +46,7 @@ def test_plain_ingest_of_a_url_manifest_downloads_stores_and_indexes_everything(
     with Lookalike.open(settings) as engine:
         assert engine.catalog.counts() == {"stored": 0, "embedded": 0, "indexed": 5, "failed": 0}
         assert vector_counts(engine) == (5, 5, 5)
-        hit = engine.search_image(images_factory.jpeg_bytes(seed=3), k=1)[0]
+        hit = engine.search(images_factory.jpeg_bytes(seed=3), k=1)[0]
         assert hit.item.product_id == "p3" and hit.item.source_url == urls[3]
         assert hit.score == pytest.approx(1.0, abs=1e-3)
 

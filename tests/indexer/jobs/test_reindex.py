@@ -116,7 +116,7 @@ def test_a_crash_between_writing_a_version_and_switching_to_it_loses_nothing(ind
     orphans = set(engine.indexes.list_versions()) - {live}
     assert len(orphans) >= 1  # written in full, never switched to
     assert engine.indexes.current_version() == live
-    assert engine.search_image(images_factory.jpeg_bytes(seed=5), k=1)[0].item.product_id == "p5"
+    assert engine.search(images_factory.jpeg_bytes(seed=5), k=1)[0].item.product_id == "p5"
     assert engine.catalog.get_job(job.id).status == "running"  # what the sweeper finds
     assert jobs.Work("reindex", job.id) in jobs.stalled_work(engine.catalog, stalled_after=0)
 

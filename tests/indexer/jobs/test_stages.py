@@ -43,7 +43,7 @@ def test_a_manifest_job_ends_searchable_and_keeps_every_failure_with_its_reason(
     assert reasons[shop.url("/text.jpg")]  # sniffed: not an image
     assert state.fetches == {"pending": 0, "done": 20, "failed": 7}
     assert vector_counts(engine) == (20, 20, 20)
-    hits = engine.search_image(images_factory.jpeg_bytes(seed=13), k=3)
+    hits = engine.search(images_factory.jpeg_bytes(seed=13), k=3)
     assert hits[0].item.product_id == "p13" and hits[0].score == pytest.approx(1.0, abs=1e-3)
 
     # Retry fetches the failed URLs only; the one fixed since then now works.

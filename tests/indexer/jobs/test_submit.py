@@ -37,7 +37,7 @@ def test_recrawl_finds_new_changed_and_removed_images(engine, shop, tmp_path):
     assert engine.catalog.get(old[urls[5]]) is None
     assert engine.catalog.get(old[urls[3]]) is not None
     assert vector_counts(engine) == (10, 10, 10)  # 10 - 3, + the new 4, 100 and 101
-    hits = engine.search_image(images_factory.jpeg_bytes(seed=444), k=1)
+    hits = engine.search(images_factory.jpeg_bytes(seed=444), k=1)
     assert hits[0].score == pytest.approx(1.0, abs=1e-3)
 
     # Nothing changed since: a third run fetches everything, removes nothing.
@@ -56,7 +56,7 @@ def test_a_crawled_site_and_its_recrawl_new_changed_removed_and_unverified(engin
     state = jobs.run_inline(engine, first.id)
     assert (state.job.status, state.job.total, state.items["indexed"]) == ("done", 3, 3)
     assert state.job.message.startswith("crawled 4 pages, 3 images")
-    item = engine.search_image(images_factory.jpeg_bytes(seed=2), k=1)[0].item
+    item = engine.search(images_factory.jpeg_bytes(seed=2), k=1)[0].item
     assert (item.page_url, item.title) == (shop.url("/p/2.html"), "Product 2")
     old = {e.location: e.item_id for e in engine.catalog.job_entries(first.id)}
 

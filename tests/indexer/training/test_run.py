@@ -111,17 +111,17 @@ def test_models_use_and_the_index_refuses_another_models_vectors(labelled, train
         engine.ingest(labelled)
         engine.embed()
         engine.build_index()
-        assert engine.search_image(query, k=1)[0].score == pytest.approx(1.0, abs=1e-4)
+        assert engine.search(query, k=1)[0].score == pytest.approx(1.0, abs=1e-4)
 
     use_model(second.model_dir.name, train_settings)
     with Lookalike.open(train_settings) as engine:
         assert engine.model.version == second.card.version
         with pytest.raises(IndexLoadError, match="built for model .*rebuild the index"):
-            engine.search_image(query, k=1)
+            engine.search(query, k=1)
         report = engine.embed()  # everything again, with the new model
         assert report.embedded == 60
         engine.build_index()
-        assert engine.search_image(query, k=1)[0].score == pytest.approx(1.0, abs=1e-4)
+        assert engine.search(query, k=1)[0].score == pytest.approx(1.0, abs=1e-4)
 
 
 def test_using_an_unknown_model_is_refused(train_settings):

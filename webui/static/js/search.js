@@ -34,9 +34,13 @@ function options() {
   return chosen;
 }
 
+// The bound is the page's k input's max, which the server sets from the API's setting.
+const maxK = Number(kInput.max);
+const defaultK = Number(kInput.defaultValue);
+
 function clampK(value) {
   const k = Math.round(Number(value));
-  return Number.isFinite(k) ? Math.min(100, Math.max(1, k)) : 24;
+  return Number.isFinite(k) ? Math.min(maxK, Math.max(1, k)) : defaultK;
 }
 
 function showPreview(query) {
@@ -104,7 +108,7 @@ function updateUrl(query) {
   if (query.kind === "item") params.set("item", query.value);
   if (groupInput.checked) params.set("group", "1");
   if (minScoreInput.value.trim() !== "") params.set("min_score", minScoreInput.value.trim());
-  if (kInput.value && clampK(kInput.value) !== 24) params.set("k", String(clampK(kInput.value)));
+  if (kInput.value && clampK(kInput.value) !== defaultK) params.set("k", String(clampK(kInput.value)));
   const url = params.toString() ? `/?${params}` : "/";
   if (url !== `${location.pathname}${location.search}`) history.pushState(null, "", url);
 }
