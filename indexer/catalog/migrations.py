@@ -43,10 +43,16 @@ def _migrate_2_to_3(conn: Connection) -> None:
     """
     inspector = sa.inspect(conn)
     columns = {column["name"] for column in inspector.get_columns("job_entries")}
-    if "fetch_id" in columns:  # SQLite 3.35+ and PostgreSQL drop a plain column in place
+    # SQLite drops a column in place from 3.35 on; an older one keeps it, nullable and unread.
+    can_drop = conn.dialect.name != "sqlite" or _sqlite_version(conn) >= (3, 35)
+    if "fetch_id" in columns and can_drop:
         conn.execute(sa.text("ALTER TABLE job_entries DROP COLUMN fetch_id"))
     if inspector.has_table("fetches"):
         conn.execute(sa.text("DROP TABLE fetches"))
+
+
+def _sqlite_version(conn: Connection) -> tuple[int, ...]:
+    return tuple(conn.dialect.dbapi.sqlite_version_info)
 
 
 MIGRATIONS: dict[int, Callable[[Connection], None]] = {1: _migrate_1_to_2, 2: _migrate_2_to_3}
