@@ -121,7 +121,7 @@ def test_two_redis_limiters_serialise_one_host(redis_prefix):
 def test_redis_limiters_hand_out_distinct_slots_under_contention(redis_prefix):
     _, prefix = redis_prefix
     limiters = [
-        RedisRateLimiter(redis.Redis.from_url(redis_url()), 0.1, prefix=prefix) for _ in range(4)
+        RedisRateLimiter(redis.Redis.from_url(redis_url()), 10.0, prefix=prefix) for _ in range(4)
     ]
     waits: list[float] = []
     lock = threading.Lock()
@@ -139,9 +139,10 @@ def test_redis_limiters_hand_out_distinct_slots_under_contention(redis_prefix):
         thread.join()
     waits.sort()
     assert len(waits) == 20 and waits[0] == 0
-    # Every booking is one interval behind the previous one (ms rounding aside).
+    # Every booking is one interval behind the previous one, less the time that passed
+    # between the two calls: a long interval keeps that noise (a loaded machine) small.
     gaps = [b - a for a, b in zip(waits, waits[1:], strict=False)]
-    assert all(0.09 <= gap <= 0.11 for gap in gaps), gaps
+    assert all(9.0 <= gap <= 10.002 for gap in gaps), gaps
 
 
 def test_redis_limiter_refuses_a_wait_beyond_max_wait_and_books_nothing(redis_prefix):
