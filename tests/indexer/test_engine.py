@@ -237,9 +237,7 @@ def test_one_rule_for_k_and_errors_for_items_without_vectors(indexed, catalogue)
 
 
 def test_an_item_without_a_vector_yet_is_a_conflict_not_a_miss(engine, catalogue):
-    engine.ingest(catalogue)
-    engine.embed(limit=4)
-    engine.build_index()
-    waiting = engine.catalog.items_with_status("stored")[0]
+    engine.ingest(catalogue)  # stored, embedded and indexed
+    waiting, _ = engine.catalog.add_item("f" * 64, stored_path="images/ff/waiting.jpg")
     with pytest.raises(ItemNotEmbedded, match="has no vector yet"):
         engine.search(ItemQuery(waiting.id))
