@@ -33,9 +33,9 @@ from indexer import jobs, maps
 from indexer.catalog import JobKind, JobStatus
 from indexer.index.errors import IndexLockedError, IndexNotFoundError
 from indexer.index.store import IndexStore
+from indexer.locks import reindex_lock_factory
 from workers import runtime
 from workers.app import TASK_NAMES
-from workers.locks import reindex_lock_factory
 
 if TYPE_CHECKING:
     from celery import Celery

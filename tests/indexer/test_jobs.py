@@ -312,7 +312,7 @@ def test_reindex_writes_a_new_version_keeps_the_previous_and_rolls_back(indexed)
 def test_two_reindexes_started_together_one_runs_the_other_says_it_is_running(
     indexed, monkeypatch, lock
 ):
-    from workers.locks import reindex_lock_factory
+    from indexer.locks import reindex_lock_factory
 
     engine = indexed
     prefix = f"lookalike-test-{uuid.uuid4().hex[:8]}:"

@@ -19,8 +19,8 @@ from pydantic import ValidationError
 
 from indexer.config import Settings
 from indexer.index.errors import ReindexRunning
+from indexer.locks import redis_lock, reindex_lock_factory
 from workers.app import TASK_NAMES, beat_schedule, celery_config, create_app
-from workers.locks import redis_lock, reindex_lock_factory
 
 
 def settings_for(tmp_path: Path, **values) -> Settings:
@@ -159,7 +159,7 @@ def test_the_embedded_transport_hands_each_message_to_exactly_one_consumer(tmp_p
 
 HOLD_LOCK = textwrap.dedent("""
     import sys, time, redis
-    from workers.locks import redis_lock
+    from indexer.locks import redis_lock
     client = redis.Redis.from_url(sys.argv[1])
     with redis_lock(client, sys.argv[2], ttl=float(sys.argv[3])):
         print("held", flush=True)
