@@ -1,4 +1,4 @@
-# gunicorn configuration of the search API and its web UI (webui:create_app) in production:
+# gunicorn configuration of the search API and its web UI (search_api:create_app) in production:
 #   gunicorn -c deploy/gunicorn.conf.py
 # Address, processes and threads come from LOOKALIKE_API_BIND, LOOKALIKE_API_WORKERS and
 # LOOKALIKE_API_THREADS (indexer/config.py); the same options serve `lookalike serve`.

@@ -1,4 +1,8 @@
-"""The Flask app factory: settings, request limits, blueprints, one error shape, metrics."""
+"""The Flask app factory: settings, request limits, blueprints, one error shape, metrics.
+
+Installed web extensions (blueprints in the ``lookalike.web`` entry-point group,
+e.g. the web UI) are served with the API; the API never imports them by name.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +14,7 @@ from typing import Any
 from flask import Flask, g, jsonify, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
+from indexer import plugins
 from indexer.config import Settings, load_settings
 from indexer.engine import Lookalike
 from search_api import errors
@@ -18,6 +23,7 @@ from search_api.state import ApiState
 log = logging.getLogger(__name__)
 
 API_PREFIX = "/api/v1"
+WEB_GROUP = "lookalike.web"
 
 
 def create_app(
@@ -25,12 +31,13 @@ def create_app(
     *,
     settings: Settings | None = None,
     engine: Lookalike | None = None,
+    extensions: bool = True,
 ) -> Flask:
     """Build the app. ``config`` overrides Flask's; ``settings`` default to the environment.
 
     ``engine`` lets tests (and an embedding program) share an already open engine.
     With ``api_preload`` the model and the current index load here, before the
-    first request.
+    first request. ``extensions=False`` leaves out the ``lookalike.web`` blueprints.
     """
     settings = settings or (engine.settings if engine is not None else load_settings())
     app = Flask(__name__)
@@ -60,6 +67,8 @@ def create_app(
     app.register_blueprint(maps.bp, url_prefix=API_PREFIX)
     app.register_blueprint(health.api_bp, url_prefix=API_PREFIX)
     app.register_blueprint(openapi.bp, url_prefix=API_PREFIX)
+    if extensions:
+        _register_web_extensions(app)
 
     @app.get("/openapi.json")
     def root_openapi():
@@ -82,6 +91,14 @@ def create_app(
         return response
 
     return app
+
+
+def _register_web_extensions(app: Flask) -> None:
+    loaded, failed = plugins.load_all(plugins.entry_points(WEB_GROUP))
+    for _, blueprint in loaded:
+        app.register_blueprint(blueprint)
+    for failure in failed:
+        log.warning("web extension %s not loaded; serving the API without it", failure)
 
 
 def _limit_unsized_body(limit: int | None) -> None:

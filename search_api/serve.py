@@ -14,9 +14,8 @@ from gunicorn.app.base import BaseApplication
 
 from indexer.config import Settings
 
-# The API with the web UI. A name, not an import: the UI depends on the API, never
-# the other way round.
-WSGI_APP = "webui:create_app()"
+# The API with its installed web extensions (the web UI: the lookalike.web entry points).
+WSGI_APP = "search_api:create_app()"
 
 
 def gunicorn_options(settings: Settings, **overrides: Any) -> dict[str, Any]:

@@ -1,4 +1,9 @@
-"""The app served to users: the JSON API (``search_api``) with the web UI at ``/``."""
+"""The app served to users: the JSON API (``search_api``) with the web UI at ``/``.
+
+The API serves the UI by itself when this package is installed (``pyproject.toml``
+declares :data:`webui.views.bp` in the ``lookalike.web`` entry-point group);
+:func:`create_app` makes sure of it even where that metadata is missing.
+"""
 
 from __future__ import annotations
 
@@ -20,5 +25,6 @@ def create_app(
 ) -> Flask:
     """The API app (same arguments as :func:`search_api.create_app`) plus the UI pages."""
     app = create_api(config, settings=settings, engine=engine)
-    app.register_blueprint(bp)
+    if bp.name not in app.blueprints:
+        app.register_blueprint(bp)
     return app

@@ -25,7 +25,7 @@ from deploy_harness import free_port
 
 from indexer.cli import build_parser
 from indexer.config import Settings
-from indexer.supervisor import PROCESSES
+from workers.supervisor import PROCESSES
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"

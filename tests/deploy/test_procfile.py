@@ -15,7 +15,7 @@ from pathlib import Path
 from deploy_harness import Http, answers, free_port, job_finished, wait_until
 
 from indexer.sample import write_sample_catalogue
-from indexer.supervisor import PROCESSES
+from workers.supervisor import PROCESSES
 
 PROCFILE = Path(__file__).resolve().parents[2] / "deploy" / "Procfile"
 API_KEY = "procfile-test-key-0123456789"

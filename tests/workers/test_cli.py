@@ -1,19 +1,22 @@
-"""The worker-related commands: help with examples, one-line errors, jobs, rollback, reindex."""
+"""The workers' commands (``workers/cli.py``: worker, beat, up, demo) and the job queue
+they give the core's ``--background``: help with examples, one-line errors, the whole path."""
 
 from __future__ import annotations
 
 import json
+import socket
 
 import pytest
 
 from indexer.cli import build_parser, main
+from indexer.queueing import JobQueue, load_job_queue
+from indexer.sample import write_sample_catalogue
 
-COMMANDS = [["worker"], ["beat"], ["jobs"], ["index", "rollback"], ["index", "reindex"],
-            ["ingest"]]
+COMMANDS = [["worker"], ["beat"], ["up"], ["demo"]]
 
 
 @pytest.mark.parametrize("command", COMMANDS, ids=" ".join)
-def test_every_new_command_has_help_with_an_example(command, capsys):
+def test_every_workers_command_has_help_with_an_example(command, capsys):
     with pytest.raises(SystemExit) as exited:
         build_parser().parse_args([*command, "--help"])
     assert exited.value.code == 0
@@ -30,11 +33,7 @@ def one_line_error(capsys) -> str:
 
 @pytest.mark.parametrize(("args", "message"), [
     (["worker", "--queues", "ingest,index", "--concurrency", "2"], "one consumer"),
-    (["jobs", "12345"], "no job 12345"),
-    (["jobs", "retry"], "usage: lookalike jobs retry ID"),
-    (["jobs", "retry", "x"], "whole number"),
-    (["jobs", "1", "2"], "expected a job id"),
-    (["index", "rollback"], "no index version is current"),
+    (["up", "--bind", "8000"], "expected host:port"),
 ])
 def test_bad_worker_commands_exit_2_with_one_line(make_setup, monkeypatch, capsys, args, message):
     make_setup().apply(monkeypatch)
@@ -105,3 +104,33 @@ def test_the_procfile_runs_a_worker_per_queue_and_beat():
             queues[name] = (args.queues, args.concurrency)
     assert queues["index"] == (["index"], 1) and queues["embed"] == (["embed"], 1)
     assert queues["ingest"][0] == ["ingest"]
+
+
+def test_the_job_queue_of_background_work_is_the_workers_client():
+    from workers import client
+
+    queue = load_job_queue()
+    assert queue is client and isinstance(queue, JobQueue)
+
+
+@pytest.mark.parametrize("command", [["up"], ["demo"]])
+def test_up_and_demo_name_a_busy_port_before_starting_anything(tmp_path, capsys, command):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert main(["--home", str(tmp_path / "home"), *command,
+                     "--bind", f"127.0.0.1:{port}"]) == 2
+    assert f"cannot listen on 127.0.0.1:{port}" in one_line_error(capsys)
+    assert not (tmp_path / "home" / "logs").exists()  # nothing was started
+
+
+def test_demo_no_serve_indexes_here_and_prints_one_search(tmp_path, capsys):
+    photos = tmp_path / "photos"
+    write_sample_catalogue(photos, products=2, shots=2, seed=4)
+    assert main(["--home", str(tmp_path / "home"), "demo", "--no-serve", "--images",
+                 str(photos), "-k", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "done: 4/4 fetched, 4 indexed, 0 failed" in out and "is current" in out
+    first_hit = out.split("searching with")[1].splitlines()[1]
+    assert first_hit.split()[1] == "1.000"  # the query image itself, score 1

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from indexer.supervisor import (
+from workers.supervisor import (
     PROCESSES,
     Process,
     ProcessExited,
