@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from indexer.catalog import Catalog, Item, vector_id_for
+from indexer.catalog import Catalog, Item, ItemStatus, vector_id_for
 from indexer.config import Settings, load_settings
 from indexer.images import ImageRejected, load_image, to_rgb
 from indexer.index.errors import IndexLoadError
@@ -182,10 +182,27 @@ class Lookalike:
             factory=factory or self.settings.index_factory,
             flat_threshold=self.settings.flat_threshold,
             pq_threshold=self.settings.pq_threshold,
-            activate=True,
         )
+        version = self.indexes.activate_without(version, self.gone_since(ids))
         self.catalog.mark_indexed(self._item_ids_for(ids))
         return version
+
+    def gone_since(self, vector_ids: np.ndarray) -> Callable[[], np.ndarray]:
+        """Asks, when called, which of ``vector_ids`` (read earlier) are deleted by now.
+
+        A build reads its vectors long before it switches; the index writer calls
+        this under its lock (:meth:`IndexStore.activate_without`) so an item deleted
+        in between never comes back with the new version.
+        """
+
+        def gone() -> np.ndarray:
+            tombstoned = np.setdiff1d(vector_ids, self.vectors.ids())
+            deleted = np.array(
+                [vector_id_for(item.id) for item in self.catalog.deleted_items()], dtype=np.int64
+            )
+            return np.union1d(tombstoned, np.intersect1d(vector_ids, deleted))
+
+        return gone
 
     def update_index(self) -> str:
         """Add embedded-but-unindexed items to the current index without a rebuild.
@@ -207,35 +224,28 @@ class Lookalike:
         self.catalog.mark_indexed([item.id for item in pending])
         return version
 
-    def delete(self, item_id: str) -> bool:
-        """Remove an item from the catalog, the vector store and the current index."""
-        item = self.catalog.get(item_id)
-        if item is None:
-            return False
-        vector_id = np.array([vector_id_for(item_id)], dtype=np.int64)
-        if self.indexes.current_version() is not None:
-            self.indexes.remove(vector_id)
-        if item.model_version == self.model.version:
-            self.vectors.delete(vector_id)
-        self.catalog.delete(item_id)
-        return True
+    def mark_deleted(self, item_ids: Sequence[str]) -> int:
+        """Delete items for every search from now on; the index change is the writer's.
 
-    def remove_items(self, item_ids: Sequence[str]) -> int:
-        """Delete many items at once: one new index version, one tombstone part.
-
-        The index goes first and the catalog last, so an interrupted removal is
-        simply done again. Returns how many catalog rows were deleted.
+        The catalog marks them deleted (no search joins them any more) and their
+        vectors are tombstoned (no index built from here on holds them). Taking them
+        out of the live index is :func:`indexer.jobs.apply_deletions`, run by the
+        single index writer: the ``index`` queue's worker, or :meth:`delete` here.
+        Returns how many items were newly deleted.
         """
-        items = self.catalog.get_many(item_ids)
-        if not items:
-            return 0
-        vector_ids = np.array([vector_id_for(i) for i in items], dtype=np.int64)
-        if self.indexes.current_version() is not None:
-            self.indexes.remove(vector_ids)
-        self.vectors.delete(vector_ids)
-        removed = sum(self.catalog.delete(item_id) for item_id in items)
-        log.info("removed %d items", removed)
-        return removed
+        marked = self.catalog.mark_deleted(item_ids)
+        if marked:
+            self.vectors.delete(np.array([vector_id_for(i) for i in item_ids], dtype=np.int64))
+        return marked
+
+    def delete(self, item_id: str) -> bool:
+        """Delete an item and apply it to the index here, as the writer (CLI, Python API)."""
+        from indexer.jobs import apply_deletions
+
+        if not self.mark_deleted([item_id]):
+            return False
+        apply_deletions(self)
+        return True
 
     # -- search --------------------------------------------------------------
 
@@ -282,7 +292,8 @@ class Lookalike:
         if isinstance(query, ItemQuery):
             vector = self.item_vector(query.item_id)
             if vector is None:
-                if self.catalog.get(query.item_id) is None:
+                item = self.catalog.get(query.item_id)
+                if item is None or item.status == ItemStatus.DELETED:
                     raise UnknownItem(f"no item {query.item_id}")
                 raise ItemNotEmbedded(f"item {query.item_id} has no vector yet (not embedded)")
             return vector

@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from indexer.blobs import BlobStore
-from indexer.catalog import Catalog, EntryKind, EntryState, ItemStatus, JobEntry
+from indexer.catalog import REPLACEABLE_STATUSES, Catalog, EntryKind, EntryState, JobEntry
 from indexer.config import Settings
 from indexer.fsutil import sha256_file
 from indexer.images import (
@@ -224,7 +224,7 @@ def _decode_and_store(
     item_id = content_id(data)
     size = len(data)
     existing = intake.catalog.get(item_id)
-    if existing is not None and existing.status != ItemStatus.FAILED:
+    if existing is not None and existing.status not in REPLACEABLE_STATUSES:
         if stored_file_present(intake.images, existing.stored_path):
             return Prepared(entry, "present", origin, item_id, size)
         log.warning("item %s is catalogued but its file is missing; storing it again", item_id)

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 import uuid
 from pathlib import Path
 
 from flask import Blueprint, jsonify, request, send_file, url_for
 
-from indexer.catalog import Item
+from indexer.catalog import Item, ItemStatus
 from indexer.fsutil import atomic_write_bytes
 from indexer.images import content_id
 from indexer.sources.manifest import ManifestError, read_manifest
@@ -23,6 +24,8 @@ from search_api.auth import read_access, write_access
 from search_api.errors import ApiError
 from search_api.search import item_links, state
 from workers import client
+
+log = logging.getLogger(__name__)
 
 bp = Blueprint("items", __name__)
 
@@ -54,7 +57,7 @@ def item_body(item: Item) -> dict:
 def _item(item_id: str) -> Item:
     params.item_id("item_id", item_id)
     item = state().engine.catalog.get(item_id)
-    if item is None:
+    if item is None or item.status == ItemStatus.DELETED:
         raise ApiError(404, f"no item {item_id}", field="item_id")
     return item
 
@@ -103,8 +106,14 @@ def get_item(item_id: str):
 @bp.delete("/items/<item_id>")
 @write_access
 def delete_item(item_id: str):
+    """Deleted for every search at once; the index change goes to the single writer."""
     _item(item_id)
-    state().engine.delete(item_id)
+    api = state()
+    api.engine.mark_deleted([item_id])
+    try:
+        client.send(api.settings, "deletions")
+    except Exception:  # the broker is down: the delete stands, the next index write applies it
+        log.exception("could not queue the index change of deleting %s", item_id)
     return "", 204
 
 

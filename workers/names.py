@@ -15,6 +15,7 @@ TASK_NAMES = {
     "embed": "lookalike.embed_chunk",
     "index": "lookalike.index_job",
     "reindex": "lookalike.reindex",
+    "deletions": "lookalike.apply_deletions",
     "recrawl": "lookalike.recrawl",
     "sweep": "lookalike.sweep",
     "map": "lookalike.map",
@@ -31,6 +32,7 @@ def routes(settings: Settings) -> dict[str, dict[str, str]]:
         TASK_NAMES["embed"]: {"queue": settings.queue_embed},
         TASK_NAMES["index"]: {"queue": settings.queue_index},
         TASK_NAMES["reindex"]: {"queue": settings.queue_index},
+        TASK_NAMES["deletions"]: {"queue": settings.queue_index},
         # t-SNE takes minutes on a large catalogue: compute work, never on the single writer
         TASK_NAMES["map"]: {"queue": settings.queue_embed},
     }

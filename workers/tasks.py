@@ -14,7 +14,8 @@ done and passes the baton on. The chain for a job::
                                                               ─▶ index_job (index)
 
 ``index_job`` runs on the single-consumer ``index`` queue; it also applies a
-re-crawl's removals and marks the job done. ``reindex`` runs there too. Both
+re-crawl's removals and pending deletes, and marks the job done. ``reindex`` and
+``apply_deletions`` (the API's deletes) run there too. Both
 queue ``map`` (the t-SNE map of the version they made) on the ``embed`` queue:
 compute work that must not hold up the single index writer. Beat
 sends ``recrawl``, ``reindex`` and ``sweep`` (see :func:`workers.config.beat_schedule`).
@@ -104,6 +105,18 @@ def index_job(self: Task, job_id: int) -> dict:
             _send(self, "reindex", job_id=pending.id)
     return {"version": outcome.version, "removed": outcome.removed,
             "finished": outcome.finished}
+
+
+@shared_task(name=TASK_NAMES["deletions"], bind=True, **RETRY)
+def apply_deletions(self: Task) -> int:
+    """The index half of the API's deletes, on the single writer (searches skip them already)."""
+    engine = state_of(self.app).engine()
+    before = engine.indexes.current_version()
+    purged = jobs.apply_deletions(engine)
+    after = engine.indexes.current_version()
+    if after is not None and after != before:
+        _send(self, "map", after)
+    return purged
 
 
 # Its time limits are longer than the others': see task_annotations in workers.config.

@@ -24,6 +24,7 @@ from indexer.catalog.items import ItemsMixin
 from indexer.catalog.jobs import JobsMixin
 from indexer.catalog.records import (
     FINISHED_JOB_STATUSES,
+    REPLACEABLE_STATUSES,
     CatalogError,
     EntryKind,
     EntryState,
@@ -58,6 +59,7 @@ class Catalog(ItemsMixin, JobsMixin, EntriesMixin, SourcesMixin, CatalogBase):
 
 __all__ = [
     "FINISHED_JOB_STATUSES",
+    "REPLACEABLE_STATUSES",
     "SCHEMA_VERSION",
     "Catalog",
     "CatalogError",

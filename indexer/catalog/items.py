@@ -6,6 +6,12 @@ Item lifecycle (``items.status``)::
        │                  ▲                  │
        └────── failed     └── new model ─────┘  (re-embedded under model_version)
 
+    any ──delete──▶ deleted ──index writer──▶ (row purged)
+
+A deleted item is skipped by every search at once (:meth:`by_vector_ids`); its row
+stays until the single index writer has taken its vector out of the index
+(:meth:`purge_deleted`), so no writer can miss it.
+
 An item id is the sha256 of the image bytes, so writes are idempotent: adding an
 id that exists is a no-op (``INSERT … ON CONFLICT DO NOTHING``), which also makes
 concurrent workers safe without locks.
@@ -20,6 +26,7 @@ import sqlalchemy as sa
 
 from indexer.catalog.base import CatalogBase
 from indexer.catalog.records import (
+    REPLACEABLE_STATUSES,
     CatalogError,
     Item,
     ItemStatus,
@@ -54,7 +61,8 @@ class ItemsMixin(CatalogBase):
         """Add a stored item. Returns ``(item, created)``; an existing good item is kept as is.
 
         A previous *failed* row for the same id is replaced (the bytes decode now,
-        e.g. after a limit was raised) and counts as created.
+        e.g. after a limit was raised) and counts as created; so is a *deleted* one
+        whose vector the index writer has not removed yet (the image is wanted again).
         """
         now = utcnow()
         values = {
@@ -85,7 +93,10 @@ class ItemsMixin(CatalogBase):
                 created = (
                     conn.execute(
                         items.update()
-                        .where(items.c.id == item_id, items.c.status == ItemStatus.FAILED.value)
+                        .where(
+                            items.c.id == item_id,
+                            items.c.status.in_([s.value for s in REPLACEABLE_STATUSES]),
+                        )
                         .values(retry)
                     ).rowcount
                     == 1
@@ -182,12 +193,30 @@ class ItemsMixin(CatalogBase):
                 changed += conn.execute(stmt).rowcount
         return changed
 
-    def delete(self, item_id: str) -> bool:
-        """Remove the item's row (its files are the caller's: see indexer.blobs)."""
+    def mark_deleted(self, item_ids: Sequence[str]) -> int:
+        """Items are deleted: no search returns them from now on. Returns how many changed."""
+        return self._set_status(
+            item_ids,
+            {"status": ItemStatus.DELETED.value},
+            only_from=[s for s in ItemStatus if s != ItemStatus.DELETED],
+        )
+
+    def deleted_items(self, limit: int | None = None) -> list[Item]:
+        """Deleted items whose rows the index writer has not purged yet."""
+        return self.items_with_status(ItemStatus.DELETED, limit=limit)
+
+    def purge_deleted(self, item_ids: Sequence[str]) -> int:
+        """Drop the rows of items that are still deleted (one re-added since is kept)."""
+        purged = 0
         with self.engine.begin() as conn:
-            return (
-                conn.execute(items_table.delete().where(items_table.c.id == item_id)).rowcount == 1
-            )
+            for chunk in chunked(list(dict.fromkeys(item_ids))):
+                purged += conn.execute(
+                    items_table.delete().where(
+                        items_table.c.id.in_(chunk),
+                        items_table.c.status == ItemStatus.DELETED.value,
+                    )
+                ).rowcount
+        return purged
 
     # -- items: reads ---------------------------------------------------------
 
@@ -209,12 +238,15 @@ class ItemsMixin(CatalogBase):
         return found
 
     def by_vector_ids(self, vector_ids: Iterable[int]) -> dict[int, Item]:
-        """Items for faiss search results, keyed by vector id."""
+        """Live items for faiss search results, keyed by vector id (deleted ones are absent)."""
         ids = list(dict.fromkeys(int(v) for v in vector_ids))
         found: dict[int, Item] = {}
         with self.engine.connect() as conn:
             for chunk in chunked(ids):
-                stmt = items_table.select().where(items_table.c.vector_id.in_(chunk))
+                stmt = items_table.select().where(
+                    items_table.c.vector_id.in_(chunk),
+                    items_table.c.status != ItemStatus.DELETED.value,
+                )
                 for row in conn.execute(stmt):
                     found[row.vector_id] = item_from_row(row)
         return found

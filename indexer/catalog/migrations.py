@@ -16,8 +16,10 @@ from sqlalchemy.engine import Connection
 
 from indexer.catalog.records import CatalogError, utcnow
 from indexer.catalog.schema import (
+    ITEM_STATUS_CHECK,
     PG_SCHEMA_LOCK,
     SCHEMA_VERSION,
+    items_table,
     job_entries_table,
     jobs_table,
     metadata,
@@ -35,10 +37,11 @@ def _migrate_1_to_2(conn: Connection) -> None:
 
 
 def _migrate_2_to_3(conn: Connection) -> None:
-    """Version 3 drops the ``fetches`` queue: URL rows are job entries now.
+    """Version 3 drops the ``fetches`` queue (URL rows are job entries now) and lets
+    an item be ``deleted`` (searches skip it until the index writer purges it).
 
-    ``job_entries.fetch_id`` pointed at it (a plain column, no foreign key); it
-    goes too. Items, jobs, entries and sources are kept as they are. A catalog
+    ``job_entries.fetch_id`` pointed at the queue (a plain column, no foreign key);
+    it goes too. Items, jobs, entries and sources are kept as they are. A catalog
     upgraded from version 1 gets its job tables from this code, without the column.
     """
     inspector = sa.inspect(conn)
@@ -47,8 +50,26 @@ def _migrate_2_to_3(conn: Connection) -> None:
     can_drop = conn.dialect.name != "sqlite" or _sqlite_version(conn) >= (3, 35)
     if "fetch_id" in columns and can_drop:
         conn.execute(sa.text("ALTER TABLE job_entries DROP COLUMN fetch_id"))
-    if inspector.has_table("fetches"):
+    if inspector.has_table("fetches"):  # first: its foreign key names items
         conn.execute(sa.text("DROP TABLE fetches"))
+    _widen_item_statuses(conn)
+
+
+def _widen_item_statuses(conn: Connection) -> None:
+    """Replace the items' status check with this code's (``deleted`` is new)."""
+    if conn.dialect.name != "sqlite":
+        conn.execute(sa.text("ALTER TABLE items DROP CONSTRAINT IF EXISTS ck_items_status"))
+        conn.execute(sa.text(f"ALTER TABLE items ADD CONSTRAINT ck_items_status "
+                             f"CHECK ({ITEM_STATUS_CHECK})"))  # fmt: skip
+        return
+    # SQLite cannot alter a constraint: rebuild the table (nothing references it now).
+    columns = ", ".join(column.name for column in items_table.columns)
+    conn.execute(sa.text("ALTER TABLE items RENAME TO items_before_3"))
+    for index in items_table.indexes:  # index names are global in SQLite
+        conn.execute(sa.text(f"DROP INDEX IF EXISTS {index.name}"))
+    items_table.create(conn)
+    conn.execute(sa.text(f"INSERT INTO items ({columns}) SELECT {columns} FROM items_before_3"))
+    conn.execute(sa.text("DROP TABLE items_before_3"))
 
 
 def _sqlite_version(conn: Connection) -> tuple[int, ...]:

@@ -23,6 +23,11 @@ class ItemStatus(StrEnum):
     EMBEDDED = "embedded"
     INDEXED = "indexed"
     FAILED = "failed"
+    DELETED = "deleted"  # searches skip it at once; the index writer removes it, then the row
+
+
+# What a re-submitted image replaces rather than keeps (its bytes are taken in again).
+REPLACEABLE_STATUSES = (ItemStatus.FAILED, ItemStatus.DELETED)
 
 
 class JobKind(StrEnum):

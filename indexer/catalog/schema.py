@@ -14,8 +14,12 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine, make_url
 
-SCHEMA_VERSION = 3  # 2: jobs, job_entries, sources; 3: no fetches table
+from indexer.catalog.records import ItemStatus
+
+SCHEMA_VERSION = 3  # 2: jobs, job_entries, sources; 3: no fetches table, deleted items
 PG_SCHEMA_LOCK = 0x4C6F6F6B  # advisory lock key ("Look") serialising create_all
+ITEM_STATUS_CHECK = "status IN ({})".format(", ".join(f"'{s.value}'" for s in ItemStatus))
+
 
 class UTCDateTime(sa.types.TypeDecorator):
     """Timezone-aware UTC datetimes on every backend (SQLite stores them naive)."""
@@ -70,9 +74,7 @@ items_table = sa.Table(
     sa.Column("model_version", sa.String(256)),
     sa.Column("created_at", UTCDateTime, nullable=False),
     sa.Column("updated_at", UTCDateTime, nullable=False),
-    sa.CheckConstraint(
-        "status IN ('stored', 'embedded', 'indexed', 'failed')", name="ck_items_status"
-    ),
+    sa.CheckConstraint(ITEM_STATUS_CHECK, name="ck_items_status"),
     sa.Index("ix_items_status_id", "status", "id"),
     sa.Index("ix_items_product_id", "product_id"),
 )

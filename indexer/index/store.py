@@ -11,6 +11,7 @@ described in :mod:`indexer.index.versions`.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -61,6 +62,11 @@ class IndexStore(IndexVersions):
     def remove(self, ids: np.ndarray) -> str:
         """Remove vectors by id copy-on-write: see :meth:`IndexWriter.remove`."""
         return self.writer.remove(ids)
+
+    def activate_without(self, version: str, gone: Callable[[], np.ndarray]) -> str:
+        """Switch to a built version minus what is gone by then: see
+        :meth:`IndexWriter.activate_without`."""
+        return self.writer.activate_without(version, gone)
 
     def reindex_lock(self) -> contextlib.AbstractContextManager[None]:
         """Hold ``index/.reindex.lock`` for a whole re-index, or raise ``ReindexRunning``.

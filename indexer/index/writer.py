@@ -14,6 +14,7 @@ import dataclasses
 import logging
 import os
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -148,6 +149,25 @@ class IndexWriter:
         """
         return self._update(ids, None)
 
+    def activate_without(self, version: str, gone: Callable[[], np.ndarray]) -> str:
+        """Make a built ``version`` current without the ids ``gone()`` names then.
+
+        A re-index builds from vectors it read minutes ago; an item deleted since
+        must not come back with it. ``gone`` is asked under the writer lock, the
+        lock every delete's index change takes too, so each delete is either seen
+        here or applied to the version this switches to. Returns the version made
+        current (a copy-on-write child of ``version`` when something was gone).
+        """
+        versions = self.versions
+        with versions.writer_lock():
+            doomed = gone()
+            if len(doomed):
+                version = self._derive(version, versions.manifest(version), doomed, None)
+            versions.verify(version)
+            versions.switch(version)
+        log.info("index version %s is now current", version)
+        return version
+
     # -- internals -------------------------------------------------------------
 
     def _options(self, n_shards, factory, flat_threshold, pq_threshold) -> BuildOptions:
@@ -177,30 +197,38 @@ class IndexWriter:
                     f"current index {parent} holds model {old.model_version!r} vectors, "
                     f"not {expected_model_version!r}"
                 )
-            if vectors is None:
-                ids = np.unique(check_ids(ids))
-            else:
-                ids, vectors = check_pairs(ids, vectors, old.dim)
-                ids, vectors = _last_wins(ids, vectors)
-            plan = split_by_shard(ids, old.n_shards)
+            version = self._derive(parent, old, ids, vectors)
+            if version != parent:
+                versions.switch(version)
+        return version
 
-            version, directory = versions.new_version_dir()
-            try:
-                entries, changed = self._rewrite_shards(parent, old, directory, ids, vectors, plan)
-                if not changed:
-                    shutil.rmtree(directory, ignore_errors=True)
-                    log.info("index %s unchanged: none of %d ids were present", parent, len(ids))
-                    return parent
-                fsync_dir(directory)
-                manifest = dataclasses.replace(
-                    old, version=version, shards=tuple(entries), created=utc_now_iso(),
-                    parent=parent,
-                )
-                write_manifest(directory, manifest)
-            except BaseException:
+    def _derive(
+        self, parent: str, old: Manifest, ids: np.ndarray, vectors: np.ndarray | None
+    ) -> str:
+        """Write a child of ``parent`` with ``ids`` added (or removed: ``vectors=None``);
+        ``parent`` itself when nothing changes. The writer lock is held by the caller."""
+        if vectors is None:
+            ids = np.unique(check_ids(ids))
+        else:
+            ids, vectors = check_pairs(ids, vectors, old.dim)
+            ids, vectors = _last_wins(ids, vectors)
+        plan = split_by_shard(ids, old.n_shards)
+        version, directory = self.versions.new_version_dir()
+        try:
+            entries, changed = self._rewrite_shards(parent, old, directory, ids, vectors, plan)
+            if not changed:
                 shutil.rmtree(directory, ignore_errors=True)
-                raise
-            versions.switch(version)
+                log.info("index %s unchanged: none of %d ids were present", parent, len(ids))
+                return parent
+            fsync_dir(directory)
+            manifest = dataclasses.replace(
+                old, version=version, shards=tuple(entries), created=utc_now_iso(),
+                parent=parent,
+            )
+            write_manifest(directory, manifest)
+        except BaseException:
+            shutil.rmtree(directory, ignore_errors=True)
+            raise
         log.info(
             "index %s -> %s: %s %d ids, rewrote shards %s",
             parent, version, "removed" if vectors is None else "added", len(ids), changed,

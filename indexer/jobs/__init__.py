@@ -37,6 +37,7 @@ from indexer.jobs.reindex import (
 from indexer.jobs.stages import (
     ChunkReport,
     IndexOutcome,
+    apply_deletions,
     apply_removals,
     embed_chunk,
     fetch_chunk,
@@ -60,6 +61,7 @@ __all__ = [
     "LockFactory",
     "ReindexOutcome",
     "Work",
+    "apply_deletions",
     "apply_removals",
     "due_recrawls",
     "embed_chunk",

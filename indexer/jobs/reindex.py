@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from indexer.catalog import Catalog, Job, JobKind, JobStatus, utcnow
 from indexer.index.errors import ReindexRunning
 from indexer.jobs.progress import require_job
+from indexer.jobs.stages import apply_deletions
 
 if TYPE_CHECKING:
     from indexer.engine import Lookalike
@@ -135,8 +136,10 @@ def _reindex_locked(
         pq_threshold=settings.pq_threshold,
         activate=False,
     )
-    engine.indexes.activate(version)  # verifies every shard, then switches CURRENT
+    # Verifies every shard, then switches CURRENT; items deleted since the read stay out.
+    version = engine.indexes.activate_without(version, engine.gone_since(ids))
     catalog.mark_indexed(engine._item_ids_for(ids))
+    apply_deletions(engine)  # their vectors are out of this version: purge their rows
     pruned = engine.indexes.prune(keep)
     message = (
         f"index version {version} is current: {len(ids)} vectors of {model_version}"

@@ -10,7 +10,9 @@ item) as running it once.
   embedded (vectors are committed before the catalog marks them);
 * :func:`index_job` is the single writer's stage: it adds embedded items to the
   current index, removes what a re-crawl found gone once every entry is
-  fetched, and marks the job done when nothing is left.
+  fetched, applies pending deletes, and marks the job done when nothing is left;
+* :func:`apply_deletions` is the writer's half of every delete (the API's, the
+  CLI's, a re-crawl's): deleted items leave the index, then the catalog.
 
 Torch is imported only by the embedding and index stages (through the engine),
 so a process that only fetches stays light.
@@ -23,7 +25,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from indexer.catalog import EntryKind, EntryState, ItemStatus, JobEntry, JobStatus
+import numpy as np
+
+from indexer.catalog import EntryKind, EntryState, ItemStatus, JobEntry, JobStatus, vector_id_for
 from indexer.intake import Fatal, Intake, Taken, take_in_all
 from indexer.jobs.progress import finalize, require_job
 
@@ -133,7 +137,7 @@ def index_job(engine: Lookalike, job_id: int) -> IndexOutcome:
     version = current
     if catalog.items_with_status(ItemStatus.EMBEDDED, limit=1):
         version = engine.update_index()
-    removed = apply_removals(engine, job_id)
+    removed = apply_removals(engine, job_id) + apply_deletions(engine)
     if indexes.current_version() != current:  # each update is a version: keep a few
         indexes.prune(engine.settings.index_keep_versions)
     finished = finalize(catalog, job_id)
@@ -160,8 +164,39 @@ def apply_removals(engine: Lookalike, job_id: int) -> int:
             kept.append(entry)
         else:
             doomed.append(entry)
-    removed = engine.remove_items(list(dict.fromkeys(e.item_id for e in doomed)))
+    engine.mark_deleted(list(dict.fromkeys(e.item_id for e in doomed)))
+    removed = apply_deletions(engine)
     catalog.set_entry_states([e.id for e in doomed], EntryState.REMOVED)
     catalog.set_entry_states([e.id for e in kept], EntryState.KEPT)
     log.info("job %d: removed %d items, kept %d still in use", job_id, removed, len(kept))
     return removed
+
+
+def apply_deletions(engine: Lookalike) -> int:
+    """The index writer's half of every delete: deleted items leave the index, then the catalog.
+
+    Run by the single writer, like every other index change: the ``index`` queue's
+    one worker (the API and the sweeper queue it), or in process by
+    :meth:`Lookalike.delete` and a re-crawl's removals. Their rows are purged only
+    once their vectors are out of the current version; a re-index that read its
+    vectors before a delete drops them under the same lock
+    (:meth:`Lookalike.gone_since`). Returns how many items were purged.
+    """
+    catalog = engine.catalog
+    deleted = catalog.deleted_items()
+    if not deleted:
+        return 0
+    ids = np.array([vector_id_for(item.id) for item in deleted], dtype=np.int64)
+    indexes = engine.indexes
+    before = indexes.current_version()
+    if before is not None:
+        indexes.remove(ids)  # unknown ids are ignored; a new version only if one was there
+    # An embed that raced the delete may have appended a vector after its tombstone.
+    revived = np.intersect1d(ids, engine.vectors.ids())
+    if len(revived):
+        engine.vectors.delete(revived)
+    purged = catalog.purge_deleted([item.id for item in deleted])
+    if indexes.current_version() != before:
+        indexes.prune(engine.settings.index_keep_versions)
+    log.info("deleted %d items from the index and the catalog", purged)
+    return purged

@@ -5,7 +5,9 @@ from pathlib import Path
 import images_factory
 import numpy as np
 import pytest
+from PIL import Image
 
+from indexer import jobs
 from indexer.catalog import vector_id_for
 from indexer.config import Settings
 from indexer.engine import EMBED_CHUNK, Lookalike, NoIndexError
@@ -100,7 +102,32 @@ def test_deleted_items_leave_catalog_vectors_and_index(engine, catalogue):
     assert engine.catalog.get(doomed.id) is None
     assert vector_id_for(doomed.id) not in engine.vectors.load()[0]
     assert doomed.id not in {hit.item.id for hit in engine.search(query, k=20)}
+    assert vector_id_for(doomed.id) not in raw_ids(engine, query)
     assert not engine.delete(doomed.id)
+
+
+def raw_ids(engine, query) -> set[int]:
+    """The vector ids the index itself returns for ``query``, before the catalog join."""
+    vector = engine.embedder.embed_images([Image.open(query).convert("RGB")])
+    searcher = engine.searcher()
+    _, found = searcher.search(vector, searcher.index.ntotal)
+    return {int(v) for v in found.ravel() if v >= 0}
+
+
+def test_a_marked_delete_leaves_every_search_at_once_and_the_index_with_the_writer(
+    engine, catalogue
+):
+    engine.ingest(catalogue)
+    query = shots(catalogue)[0]
+    doomed = engine.search(query, k=1)[0].item
+    assert engine.mark_deleted([doomed.id]) == 1  # what the API does
+    assert doomed.id not in {hit.item.id for hit in engine.search(query, k=20)}
+    with pytest.raises(UnknownItem):
+        engine.search(ItemQuery(doomed.id))
+    assert vector_id_for(doomed.id) in raw_ids(engine, query)  # the writer has not run yet
+    assert jobs.apply_deletions(engine) == 1  # the index queue's task
+    assert vector_id_for(doomed.id) not in raw_ids(engine, query)
+    assert engine.catalog.get(doomed.id) is None and jobs.apply_deletions(engine) == 0
 
 
 def test_interrupted_embedding_resumes_to_the_same_vectors(tmp_path, catalogue, monkeypatch):

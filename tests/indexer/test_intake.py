@@ -99,7 +99,9 @@ def test_folder_of_50_with_one_corrupt(tmp_path, settings, catalog):
     bad = (source / "product2/img017.jpg").resolve()
     assert added == 49 and state.fetches == {"pending": 0, "done": 49, "failed": 1}
     assert state.failures == [(str(bad), "truncated image data")]
-    assert catalog.counts() == {"stored": 49, "embedded": 0, "indexed": 0, "failed": 1}
+    assert catalog.counts() == {
+        "stored": 49, "embedded": 0, "indexed": 0, "failed": 1, "deleted": 0,
+    }
     (failure,) = catalog.failures()
     assert failure.id == content_id(files["product2/img017.jpg"])
     assert (failure.source_url, failure.error) == (bad.as_uri(), "truncated image data")
@@ -134,7 +136,9 @@ def test_taking_the_same_source_in_again_adds_nothing(tmp_path, settings, catalo
     assert (first_added, second_added) == (11, 0)
     assert second.fetches["done"] == 11
     assert second.failures == first.failures  # still bad, still reported, not duplicated
-    assert catalog.counts() == {"stored": 11, "embedded": 0, "indexed": 0, "failed": 1}
+    assert catalog.counts() == {
+        "stored": 11, "embedded": 0, "indexed": 0, "failed": 1, "deleted": 0,
+    }
     assert {i.id: i for i in catalog.iter_items_with_status("stored")} == rows
     assert snapshot(settings) == files
 

@@ -40,7 +40,8 @@ def test_json_only_late_acks_prefetch_one_and_each_stage_on_its_queue(tmp_path):
         TASK_NAMES["start"]: "ingest", TASK_NAMES["fetch"]: "ingest",
         TASK_NAMES["recrawl"]: "ingest", TASK_NAMES["sweep"]: "ingest",
         TASK_NAMES["embed"]: "embed", TASK_NAMES["index"]: "index",
-        TASK_NAMES["reindex"]: "index", TASK_NAMES["map"]: "embed",
+        TASK_NAMES["reindex"]: "index", TASK_NAMES["deletions"]: "index",
+        TASK_NAMES["map"]: "embed",
     }
     app = create_app(settings_for(tmp_path, broker_url="redis://r:6379/2"))
     assert set(TASK_NAMES.values()) <= set(app.tasks)

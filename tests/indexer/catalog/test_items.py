@@ -129,7 +129,7 @@ def test_adding_a_failed_item_again_replaces_the_failure(catalog):
     assert created is True
     assert item.status == "stored" and item.error is None
     assert item.stored_path == "images/1.jpg"
-    assert catalog.counts() == {"stored": 1, "embedded": 0, "indexed": 0, "failed": 0}
+    assert catalog.counts() == {"stored": 1, "embedded": 0, "indexed": 0, "failed": 0, "deleted": 0}
 
 
 def test_get_many_and_by_vector_ids(catalog):
@@ -156,7 +156,7 @@ def test_status_lifecycle(catalog):
     assert catalog.mark_embedded(ids[:3], "model-a") == 3
     assert catalog.mark_indexed(ids[:2] + [ids[3]]) == 2  # ids[3] is not embedded yet
     assert catalog.mark_failed(ids[3], "no longer decodes") is True
-    assert catalog.counts() == {"stored": 0, "embedded": 1, "indexed": 2, "failed": 1}
+    assert catalog.counts() == {"stored": 0, "embedded": 1, "indexed": 2, "failed": 1, "deleted": 0}
     embedded = catalog.get(ids[0])
     assert embedded.status == "indexed" and embedded.model_version == "model-a"
     assert embedded.updated_at >= embedded.created_at
@@ -199,11 +199,26 @@ def test_status_check_constraint(catalog):
         conn.execute(sa.text("UPDATE items SET status = 'bogus'"))
 
 
-def test_delete(catalog):
+def test_a_deleted_item_leaves_searches_at_once_and_its_row_once_purged(catalog):
     add(catalog, 1)
-    assert catalog.delete(item_id(1)) is True
-    assert catalog.delete(item_id(1)) is False
-    assert catalog.get(item_id(1)) is None
+    add(catalog, 2)
+    assert catalog.mark_deleted([item_id(1), item_id(99)]) == 1  # unknown ids: harmless
+    assert catalog.mark_deleted([item_id(1)]) == 0  # once
+    assert catalog.get(item_id(1)).status == "deleted"
+    both = [vector_id_for(item_id(1)), vector_id_for(item_id(2))]
+    assert list(catalog.by_vector_ids(both)) == [vector_id_for(item_id(2))]
+    assert [item.id for item in catalog.deleted_items()] == [item_id(1)]
+    assert catalog.counts()["deleted"] == 1
+    assert catalog.purge_deleted([item_id(1), item_id(2)]) == 1  # item 2 is not deleted
+    assert catalog.get(item_id(1)) is None and catalog.get(item_id(2)) is not None
+
+
+def test_a_deleted_image_submitted_again_is_taken_in_again_and_kept(catalog):
+    add(catalog, 1)
+    catalog.mark_deleted([item_id(1)])
+    item, created = catalog.add_item(item_id(1), stored_path="images/aa/again.jpg")
+    assert created and (item.status, item.stored_path) == ("stored", "images/aa/again.jpg")
+    assert catalog.purge_deleted([item_id(1)]) == 0  # wanted again: the writer keeps it
 
 
 def test_failures_newest_first_and_limited(catalog):

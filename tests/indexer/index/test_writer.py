@@ -11,8 +11,9 @@ import pytest
 
 from indexer.fsutil import sha256_file
 from indexer.index import versions as versions_module
-from indexer.index.errors import IndexBuildError, IndexNotFoundError
+from indexer.index.errors import IndexBuildError, IndexLockedError, IndexNotFoundError
 from indexer.index.searcher import ShardedSearcher
+from indexer.index.store import IndexStore
 
 DIM = 16
 
@@ -161,3 +162,30 @@ def test_an_add_of_another_dimension_or_model_is_refused(store, data):
 def test_add_before_any_build_is_refused(store):
     with pytest.raises(IndexNotFoundError, match="build one first"):
         store.add(np.array([1]), np.ones((1, DIM), np.float32))
+
+
+def test_activate_without_switches_to_the_build_minus_what_is_gone_asked_under_the_lock(
+    store, data
+):
+    ids, vectors = data
+    live = _built(store, data)
+    rebuilt = store.build(ids, vectors, model_version="m1", n_shards=3)  # not current yet
+    asked = []
+
+    def gone():
+        # A delete's index change waits for this lock, so it cannot slip in between.
+        with pytest.raises(IndexLockedError):
+            with IndexStore(store.root, lock_timeout=0.05).writer_lock():
+                pass
+        asked.append(True)
+        return ids[:3]
+
+    current = store.activate_without(rebuilt, gone)
+    assert asked and current not in (live, rebuilt)  # a child of the rebuilt version
+    assert store.current_version() == current and store.manifest(current).parent == rebuilt
+    assert store.manifest(current).total == len(ids) - 3
+    assert not set(_top1(store, vectors[:3]).tolist()) & set(ids[:3].tolist())
+    # Nothing gone: the build itself becomes current, verified.
+    again = store.build(ids, vectors, model_version="m1", n_shards=3)
+    assert store.activate_without(again, lambda: np.empty(0, dtype=np.int64)) == again
+    assert store.current_version() == again

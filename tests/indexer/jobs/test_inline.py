@@ -44,7 +44,9 @@ def test_plain_ingest_of_a_url_manifest_downloads_stores_and_indexes_everything(
     assert f"failed {shop.url('/gone.jpg')}: HTTP 404" in out
     assert "pending" not in out
     with Lookalike.open(settings) as engine:
-        assert engine.catalog.counts() == {"stored": 0, "embedded": 0, "indexed": 5, "failed": 0}
+        assert engine.catalog.counts() == {
+            "stored": 0, "embedded": 0, "indexed": 5, "failed": 0, "deleted": 0,
+        }
         assert vector_counts(engine) == (5, 5, 5)
         hit = engine.search(images_factory.jpeg_bytes(seed=3), k=1)[0]
         assert hit.item.product_id == "p3" and hit.item.source_url == urls[3]

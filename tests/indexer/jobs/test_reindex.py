@@ -93,10 +93,10 @@ CRASH_BEFORE_SWITCH = textwrap.dedent("""
     from indexer.engine import Lookalike
     from indexer.index.store import IndexStore
 
-    def crash(self, version):  # the new version is complete on disk; CURRENT not yet moved
+    def crash(self, version, gone):  # the new version is complete on disk; CURRENT not moved
         os._exit(9)
 
-    IndexStore.activate = crash
+    IndexStore.activate_without = crash
     engine = Lookalike(Settings(**json.loads(sys.argv[1]), _env_file=None))
     jobs.reindex(engine, int(sys.argv[2]))
 """)
