@@ -1,5 +1,9 @@
 """Network tests here may reach loopback only: an audit hook refuses any other address
-and records every connection attempt, so a test can show that none was made."""
+and records every connection attempt, so a test can show that none was made.
+
+The fetcher's tests share ``fetch_harness`` (beside this file, imported by plain
+name) and the ``server`` fixture.
+"""
 
 from __future__ import annotations
 
@@ -7,8 +11,16 @@ import ipaddress
 import sys
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
+
+_HERE = str(Path(__file__).resolve().parent)
+if _HERE not in sys.path:
+    sys.path.append(_HERE)
+
+from fetch_harness import JPEG  # noqa: E402 (needs the path above)
+from local_http import LocalServer  # noqa: E402
 
 _watch: list[tuple[str, int]] | None = None
 _watch_lock = threading.Lock()
@@ -41,3 +53,11 @@ def connections() -> Iterator[list[tuple[str, int]]]:
         yield seen
     finally:
         _watch = None
+
+
+@pytest.fixture
+def server() -> Iterator[LocalServer]:
+    """A real local HTTP server with a JPEG at /a.jpg."""
+    with LocalServer() as local:
+        local.serve("/a.jpg", JPEG)
+        yield local
