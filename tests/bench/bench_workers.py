@@ -187,7 +187,7 @@ def main(argv: list[str] | None = None) -> None:
             stop_workers(workers)
             if args.broker:  # leave nothing behind in a shared Redis
                 import redis
-                from redis_keys import delete_prefixed
+                from redis_support import delete_prefixed
 
                 client = redis.Redis.from_url(args.broker)
                 delete_prefixed(client, worker_env["LOOKALIKE_BROKER_KEY_PREFIX"])

@@ -14,7 +14,7 @@ import time
 import numpy as np
 import pytest
 import redis
-from redis_keys import own_prefix
+from redis_support import own_prefix
 
 from indexer.config import Settings
 from indexer.index.errors import IndexLockedError, ReindexRunning

@@ -27,7 +27,7 @@ from pathlib import Path
 import images_factory
 import pytest
 from local_http import LocalServer
-from redis_keys import own_prefix
+from redis_support import own_prefix
 from training_factory import write_tiny_model
 
 from indexer.catalog import Catalog

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 import pytest
 import redis
 from fake_clock import FakeClock
-from redis_keys import TEST_REDIS_URL, own_prefix
+from redis_support import TEST_REDIS_URL, own_prefix
 
 from indexer.config import Settings
 from indexer.sources.ratelimit import (

@@ -1,4 +1,5 @@
-"""The test Redis: its URL, and key prefixes of a test's own, cleaned up afterwards.
+"""The test Redis: its URL, key prefixes of a test's own (cleaned up afterwards), and
+waiting for a redis-server a test started itself.
 
 A missing Redis makes the caller error out (``ping``); it never skips a test.
 """
@@ -6,6 +7,8 @@ A missing Redis makes the caller error out (``ping``); it never skips a test.
 from __future__ import annotations
 
 import os
+import subprocess
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -33,3 +36,18 @@ def own_prefix(start: str, url: str = TEST_REDIS_URL) -> Iterator[tuple[redis.Re
     finally:
         delete_prefixed(client, prefix)
         client.close()
+
+
+def wait_until_up(client: redis.Redis, process: subprocess.Popen, seconds: float) -> None:
+    """Wait until the redis-server just started as ``process`` answers ``client``."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            client.ping()
+            return
+        except redis.ConnectionError:
+            if process.poll() is not None:
+                output = process.stdout.read().decode() if process.stdout else ""
+                raise AssertionError(f"redis-server exited: {output}") from None
+            assert time.monotonic() < deadline, "redis-server did not start"
+            time.sleep(0.05)
