@@ -217,10 +217,7 @@ class ItemsMixin(CatalogBase):
     # -- items: reads ---------------------------------------------------------
 
     def get(self, item_id: str) -> Item | None:
-        with self.engine.connect() as conn:
-            row = conn.execute(
-                items_table.select().where(items_table.c.id == item_id)
-            ).one_or_none()
+        row = self._row_by_id(items_table, item_id)
         return item_from_row(row) if row is not None else None
 
     def get_many(self, item_ids: Iterable[str]) -> dict[str, Item]:
