@@ -14,7 +14,6 @@ import pytest
 
 from indexer.config import Settings
 from indexer.engine import Lookalike
-from indexer.sample import write_sample_catalogue
 from search_api import create_app
 
 # The worker tests' harness (real worker processes, Redis) for the end-to-end test.
@@ -50,10 +49,8 @@ def index_sample(engine: Lookalike, folder: Path) -> Lookalike:
 
 
 @pytest.fixture(scope="session")
-def sample_folder(tmp_path_factory) -> Path:
-    folder = tmp_path_factory.mktemp("catalogue")
-    write_sample_catalogue(folder, products=4, shots=3, seed=3)
-    return folder
+def sample_folder(sample_catalogue) -> Path:
+    return sample_catalogue(products=4, shots=3, seed=3)
 
 
 @pytest.fixture(scope="session")
