@@ -25,6 +25,33 @@ def _ref(name: str) -> dict:
     return {"$ref": f"#/components/schemas/{name}"}
 
 
+def _t(name: str, **bounds: Any) -> dict:
+    """A JSON Schema of one ``type`` (``"string"``, ``["string", "null"]``…) and its bounds."""
+    return {"type": name, **bounds}
+
+
+def _object(required: list[str], **properties: dict) -> dict:
+    """An object schema: the names it must have and the schema of each property."""
+    return {"type": "object", "required": required, "properties": properties}
+
+
+def _form(required: list[str], **properties: dict) -> dict:
+    """A request body of multipart form fields."""
+    return {"multipart/form-data": {"schema": _object(required, **properties)}}
+
+
+def _body(content: dict) -> dict:
+    return {"required": True, "content": content}
+
+
+STRING, INTEGER, NUMBER = _t("string"), _t("integer"), _t("number")
+OPTIONAL = _t(["string", "null"])
+FILE = _t("string", format="binary")
+URI = _t("string", format="uri")
+COUNT = _t("integer", minimum=0)
+IMAGE = {"description": "image bytes", "content": {"image/*": {}}}
+
+
 def _json(schema: dict) -> dict:
     return {"application/json": {"schema": schema}}
 
@@ -46,7 +73,7 @@ def _errors(*codes: int) -> dict:
 
 ACCEPTED = {
     "description": "accepted: a job was queued",
-    "headers": {"Location": {"schema": {"type": "string"}}},
+    "headers": {"Location": {"schema": STRING}},
     "content": _json(_ref("Accepted")),
 }
 
@@ -54,226 +81,121 @@ ACCEPTED = {
 def search_fields(max_k: int) -> dict:
     """The search options, shared by the form and the JSON body; ``k`` up to ``max_k``."""
     return {
-        "k": {"type": "integer", "minimum": 1, "maximum": max_k, "default": 10},
+        "k": _t("integer", minimum=1, maximum=max_k, default=10),
         "label": TEXT,
         "product_id": TEXT,
-        "min_score": {"type": "number", "minimum": -1, "maximum": 1},
-        "group_by_product": {"type": "boolean", "default": False},
+        "min_score": _t("number", minimum=-1, maximum=1),
+        "group_by_product": _t("boolean", default=False),
     }
 
 
 def _search_schemas() -> dict:
     """Errors and search results."""
     return {
-        "Problem": {
-            "type": "object",
-            "required": ["title", "status", "detail"],
-            "properties": {
-                "type": {"type": "string"},
-                "title": {"type": "string"},
-                "status": {"type": "integer"},
-                "detail": {"type": "string"},
-                "field": {"type": "string"},
-            },
-        },
-        "Hit": {
-            "type": "object",
-            "required": ["item_id", "score", "thumbnail_url", "image_url"],
-            "properties": {
-                "item_id": ITEM_ID,
-                "score": {"type": "number"},
-                "product_id": {"type": ["string", "null"]},
-                "label": {"type": ["string", "null"]},
-                "title": {"type": ["string", "null"]},
-                "thumbnail_url": {"type": "string"},
-                "image_url": {"type": "string"},
-            },
-        },
-        "SearchResponse": {
-            "type": "object",
-            "required": ["results", "took_ms", "index_version", "model_version"],
-            "properties": {
-                "results": {"type": "array", "items": _ref("Hit")},
-                "took_ms": {"type": "number"},
-                "index_version": {"type": "string"},
-                "model_version": {"type": "string"},
-            },
-        },
-    }
+        "Problem": _object(
+            ["title", "status", "detail"],
+            type=STRING, title=STRING, status=INTEGER, detail=STRING, field=STRING,
+        ),
+        "Hit": _object(
+            ["item_id", "score", "thumbnail_url", "image_url"],
+            item_id=ITEM_ID, score=NUMBER, product_id=OPTIONAL, label=OPTIONAL,
+            title=OPTIONAL, thumbnail_url=STRING, image_url=STRING,
+        ),
+        "SearchResponse": _object(
+            ["results", "took_ms", "index_version", "model_version"],
+            results=_t("array", items=_ref("Hit")), took_ms=NUMBER,
+            index_version=STRING, model_version=STRING,
+        ),
+    }  # fmt: skip
 
 
 def _catalogue_schemas() -> dict:
     """Items, jobs and statistics."""
     return {
-        "Item": {
-            "type": "object",
-            "required": ["item_id", "status"],
-            "properties": {"item_id": ITEM_ID, "status": {"type": "string"}},
-        },
-        "Accepted": {
-            "type": "object",
-            "required": ["job_id", "status", "job_url"],
-            "properties": {
-                "job_id": {"type": "integer"},
-                "status": {"type": "string"},
-                "job_url": {"type": "string"},
-            },
-        },
-        "Job": {
-            "type": "object",
-            "required": ["id", "status", "complete", "summary"],
-            "properties": {
-                "id": {"type": "integer"},
-                "status": {"type": "string"},
-                "complete": {"type": "boolean"},
-                "summary": {"type": "string"},
-            },
-        },
-        "Stats": {
-            "type": "object",
-            "required": ["items", "index", "model"],
-            "properties": {
-                "items": {"type": "object"},
-                "index": {"type": ["object", "null"]},
-                "model": {"type": "object"},
-                "serving_version": {"type": ["string", "null"]},
-                "search": {
-                    "type": "object",
-                    "properties": {"max_k": {"type": "integer", "minimum": 1}},
-                },
-            },
-        },
-    }
+        "Item": _object(["item_id", "status"], item_id=ITEM_ID, status=STRING),
+        "Accepted": _object(
+            ["job_id", "status", "job_url"], job_id=INTEGER, status=STRING, job_url=STRING
+        ),
+        "Job": _object(
+            ["id", "status", "complete", "summary"],
+            id=INTEGER, status=STRING, complete=_t("boolean"), summary=STRING,
+        ),
+        "Stats": _object(
+            ["items", "index", "model"],
+            items=_t("object"), index=_t(["object", "null"]), model=_t("object"),
+            serving_version=OPTIONAL,
+            search={"type": "object", "properties": {"max_k": _t("integer", minimum=1)}},
+        ),
+    }  # fmt: skip
 
 
 def _map_schemas() -> dict:
     """The t-SNE map."""
+    unit = _t("number", minimum=0, maximum=1)
     return {
-        "MapPoint": {
-            "type": "object",
-            "required": ["item_id", "x", "y", "cluster", "label", "product_id", "title",
-                         "thumbnail_url"],
-            "properties": {
-                "item_id": ITEM_ID,
-                "x": {"type": "number", "minimum": 0, "maximum": 1},
-                "y": {"type": "number", "minimum": 0, "maximum": 1},
-                "cluster": {"type": "integer", "minimum": 0},
-                "label": {"type": ["string", "null"]},
-                "product_id": {"type": ["string", "null"]},
-                "title": {"type": ["string", "null"]},
-                "thumbnail_url": {"type": "string"},
-            },
-        },  # fmt: skip
-        "Map": {
-            "type": "object",
-            "required": ["index_version", "model_version", "computed_at", "seconds",
-                         "method", "total", "sampled", "clusters",
-                         "current_index_version", "stale", "points"],
-            "properties": {
-                "index_version": {"type": "string"},
-                "model_version": {"type": "string"},
-                "computed_at": {"type": "string"},
-                "seconds": {"type": "number", "minimum": 0},
-                "method": {"type": "string"},
-                "total": {"type": "integer", "minimum": 0},
-                "sampled": {"type": "integer", "minimum": 0},
-                "clusters": {"type": "integer", "minimum": 0},
-                "current_index_version": {"type": "string"},
-                "stale": {"type": "boolean"},
-                "points": {"type": "array", "items": _ref("MapPoint")},
-            },
-        },  # fmt: skip
-        "MapPending": {
-            "type": "object",
-            "required": ["status", "index_version", "detail"],
-            "properties": {
-                "status": {"const": "pending"},
-                "index_version": {"type": "string"},
-                "detail": {"type": "string"},
-            },
-        },
-    }
+        "MapPoint": _object(
+            ["item_id", "x", "y", "cluster", "label", "product_id", "title", "thumbnail_url"],
+            item_id=ITEM_ID, x=unit, y=unit, cluster=COUNT, label=OPTIONAL,
+            product_id=OPTIONAL, title=OPTIONAL, thumbnail_url=STRING,
+        ),
+        "Map": _object(
+            ["index_version", "model_version", "computed_at", "seconds", "method", "total",
+             "sampled", "clusters", "current_index_version", "stale", "points"],
+            index_version=STRING, model_version=STRING, computed_at=STRING,
+            seconds=_t("number", minimum=0), method=STRING, total=COUNT, sampled=COUNT,
+            clusters=COUNT, current_index_version=STRING, stale=_t("boolean"),
+            points=_t("array", items=_ref("MapPoint")),
+        ),
+        "MapPending": _object(
+            ["status", "index_version", "detail"],
+            status={"const": "pending"}, index_version=STRING, detail=STRING,
+        ),
+    }  # fmt: skip
 
 
 def _search_paths(max_k: int) -> dict:
     """``POST /api/v1/search``."""
     fields = search_fields(max_k)
+    by_reference = {
+        "type": "object",
+        "properties": {"image_url": URI, "item_id": ITEM_ID, **fields},
+        "oneOf": [{"required": ["image_url"]}, {"required": ["item_id"]}],
+    }
     return {
         "/api/v1/search": {
             "post": {
                 "summary": "Search by an uploaded image, an image URL or an item id",
-                "parameters": [
-                    {"name": "k", "in": "query", "schema": fields["k"]},
-                ],
-                "requestBody": {
-                    "required": True,
-                    "content": {
-                        "multipart/form-data": {
-                            "schema": {
-                                "type": "object",
-                                "required": ["image"],
-                                "properties": {
-                                    "image": {"type": "string", "format": "binary"},
-                                    **fields,
-                                },
-                            }
-                        },
-                        "application/json": {
-                            "schema": {
-                                "type": "object",
-                                "properties": {
-                                    "image_url": {"type": "string", "format": "uri"},
-                                    "item_id": ITEM_ID,
-                                    **fields,
-                                },
-                                "oneOf": [
-                                    {"required": ["image_url"]},
-                                    {"required": ["item_id"]},
-                                ],
-                            }
-                        },
-                    },
-                },
+                "parameters": [{"name": "k", "in": "query", "schema": fields["k"]}],
+                "requestBody": _body({**_form(["image"], image=FILE, **fields),
+                                      **_json(by_reference)}),
                 "responses": {
                     "200": _ok("hits, best first", _ref("SearchResponse")),
                     **_errors(400, 401, 404, 409, 413, 422, 503),
                 },
             }
         },
-    }
+    }  # fmt: skip
+
+
+def _image_path(summary: str) -> dict:
+    """``GET`` of an item's image bytes (the original or the thumbnail)."""
+    return _item_path({"get": {"summary": summary,
+                               "responses": {"200": IMAGE, **_errors(404, 422)}}})  # fmt: skip
 
 
 def _item_paths() -> dict:
     """Items: upload, get, delete, image and thumbnail."""
+    upload = _form(
+        ["images"],
+        images=_t("array", items=FILE), product_id=TEXT, label=TEXT, title=TEXT,
+        metadata=_t("string", description="JSON list, one object per file"),
+    )  # fmt: skip
     return {
         "/api/v1/items": {
             "post": {
                 "summary": "Upload one or many images with metadata",
                 "security": WRITE,
-                "requestBody": {
-                    "required": True,
-                    "content": {
-                        "multipart/form-data": {
-                            "schema": {
-                                "type": "object",
-                                "required": ["images"],
-                                "properties": {
-                                    "images": {
-                                        "type": "array",
-                                        "items": {"type": "string", "format": "binary"},
-                                    },
-                                    "product_id": TEXT,
-                                    "label": TEXT,
-                                    "title": TEXT,
-                                    "metadata": {
-                                        "type": "string",
-                                        "description": "JSON list, one object per file",
-                                    },
-                                },
-                            }
-                        }
-                    },
-                },
+                "requestBody": _body(upload),
                 "responses": {"202": ACCEPTED, **_errors(400, 401, 413, 422)},
             }
         },
@@ -289,62 +211,30 @@ def _item_paths() -> dict:
                               **_errors(401, 404, 422)},
             },
         }),  # fmt: skip
-        "/api/v1/items/{item_id}/image": _item_path({
-            "get": {
-                "summary": "The stored original",
-                "responses": {"200": {"description": "image bytes",
-                                      "content": {"image/*": {}}}, **_errors(404, 422)},
-            }
-        }),  # fmt: skip
-        "/api/v1/items/{item_id}/thumbnail": _item_path({
-            "get": {
-                "summary": "The thumbnail",
-                "responses": {"200": {"description": "image bytes",
-                                      "content": {"image/*": {}}}, **_errors(404, 422)},
-            }
-        }),  # fmt: skip
+        "/api/v1/items/{item_id}/image": _image_path("The stored original"),
+        "/api/v1/items/{item_id}/thumbnail": _image_path("The thumbnail"),
     }
 
 
 def _source_paths() -> dict:
     """Sources: manifests, URL lists and sites to crawl."""
+    by_url = {
+        "type": "object",
+        "properties": {
+            "url": URI,
+            "urls": _t("array", minItems=1, maxItems=10000, items=URI),
+            "product_id": TEXT,
+            "label": TEXT,
+            "title": TEXT,
+        },
+        "oneOf": [{"required": ["url"]}, {"required": ["urls"]}],
+    }
     return {
         "/api/v1/sources": {
             "post": {
                 "summary": "Add a manifest, a list of image URLs or a site to crawl",
                 "security": WRITE,
-                "requestBody": {
-                    "required": True,
-                    "content": {
-                        "application/json": {
-                            "schema": {
-                                "type": "object",
-                                "properties": {
-                                    "url": {"type": "string", "format": "uri"},
-                                    "urls": {
-                                        "type": "array",
-                                        "minItems": 1,
-                                        "maxItems": 10000,
-                                        "items": {"type": "string", "format": "uri"},
-                                    },
-                                    "product_id": TEXT,
-                                    "label": TEXT,
-                                    "title": TEXT,
-                                },
-                                "oneOf": [{"required": ["url"]}, {"required": ["urls"]}],
-                            }
-                        },
-                        "multipart/form-data": {
-                            "schema": {
-                                "type": "object",
-                                "required": ["manifest"],
-                                "properties": {
-                                    "manifest": {"type": "string", "format": "binary"}
-                                },
-                            }
-                        },
-                    },
-                },
+                "requestBody": _body({**_json(by_url), **_form(["manifest"], manifest=FILE)}),
                 "responses": {"202": ACCEPTED, **_errors(400, 401, 413, 422)},
             }
         },
@@ -405,7 +295,7 @@ def _service_paths() -> dict:
                     "200": _ok("the map", _ref("Map")),
                     "202": {
                         "description": "no map yet: being computed",
-                        "headers": {"Retry-After": {"schema": {"type": "string"}}},
+                        "headers": {"Retry-After": {"schema": STRING}},
                         "content": _json(_ref("MapPending")),
                     },
                     **_errors(503),
@@ -420,12 +310,12 @@ def _service_paths() -> dict:
         },
         "/healthz": {
             "get": {"summary": "The process is up",
-                    "responses": {"200": _ok("up", {"type": "object"})}}  # fmt: skip
+                    "responses": {"200": _ok("up", _t("object"))}}  # fmt: skip
         },
         "/readyz": {
             "get": {
                 "summary": "The model and an index version are loaded",
-                "responses": {"200": _ok("ready", {"type": "object"}), **_errors(503)},
+                "responses": {"200": _ok("ready", _t("object")), **_errors(503)},
             }
         },
         "/metrics": {
@@ -439,7 +329,7 @@ def _service_paths() -> dict:
         "/api/v1/openapi.json": {
             "get": {
                 "summary": "This document",
-                "responses": {"200": _ok("OpenAPI 3.1", {"type": "object"})},
+                "responses": {"200": _ok("OpenAPI 3.1", _t("object"))},
             }
         },
     }

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import sys
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from urllib.parse import quote
 
@@ -19,6 +19,7 @@ import pytest
 import sqlalchemy as sa
 
 from indexer.config import Settings
+from indexer.sample import write_sample_catalogue
 
 # Helper modules beside this file (``images_factory``) import by plain name. Not
 # `pythonpath = ["tests"]`: under importlib mode that would name tests/indexer/...
@@ -62,6 +63,22 @@ def postgres_schema_url() -> Iterator[str]:
                 conn.execute(sa.text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
         finally:
             admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def sample_catalogue(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Path]:
+    """``sample_catalogue(products=, shots=, seed=)``: a folder of generated product photos
+    (``indexer.sample``), written once a session for each set of arguments. Read only."""
+    written: dict[tuple[int, int, int], Path] = {}
+
+    def folder(*, products: int, shots: int, seed: int) -> Path:
+        key = (products, shots, seed)
+        if key not in written:
+            written[key] = tmp_path_factory.mktemp("catalogue")
+            write_sample_catalogue(written[key], products=products, shots=shots, seed=seed)
+        return written[key]
+
+    return folder
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

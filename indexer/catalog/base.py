@@ -6,7 +6,7 @@ from typing import Any, Self
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Connection, Engine, Row
 
 from indexer.catalog.migrations import create_schema
 from indexer.catalog.schema import create_catalog_engine, schema_version_table
@@ -64,6 +64,11 @@ class CatalogBase:
     def schema_version(self) -> int:
         with self.engine.connect() as conn:
             return conn.execute(sa.select(schema_version_table.c.version)).scalar_one()
+
+    def _row_by_id(self, table: sa.Table, row_id: Any) -> Row | None:
+        """The row of ``table`` whose ``id`` is ``row_id``, or None."""
+        with self.engine.connect() as conn:
+            return conn.execute(table.select().where(table.c.id == row_id)).one_or_none()
 
     def _insert_ignore(self, conn: Connection, table: sa.Table, values: dict[str, Any]) -> bool:
         """Insert a row unless it clashes with a unique key; True if it was inserted."""

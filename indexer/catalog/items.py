@@ -23,6 +23,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Row
 
 from indexer.catalog.base import CatalogBase
 from indexer.catalog.records import (
@@ -37,6 +38,32 @@ from indexer.catalog.records import (
     vector_id_for,
 )
 from indexer.catalog.schema import items_table
+
+
+def _new_row(item_id: str, status: ItemStatus, error: str | None, **fields: Any) -> dict:
+    """A whole items row, as first written: columns not given are empty."""
+    now = utcnow()
+    return {
+        **{column.name: None for column in items_table.columns},
+        **fields,
+        "id": item_id,
+        "vector_id": vector_id_for(item_id),
+        "status": status.value,
+        "error": error,
+        "created_at": now,
+        "updated_at": now,
+    }
+
+
+def _read_back(conn: Connection, values: dict) -> Row:
+    """The row of ``values["id"]`` after an insert or update; none: its vector id clashed."""
+    items = items_table
+    row = conn.execute(items.select().where(items.c.id == values["id"])).one_or_none()
+    if row is None:
+        raise CatalogError(
+            f"item {values['id']} clashes with another item's vector id {values['vector_id']}"
+        )
+    return row
 
 
 class ItemsMixin(CatalogBase):
@@ -64,27 +91,12 @@ class ItemsMixin(CatalogBase):
         e.g. after a limit was raised) and counts as created; so is a *deleted* one
         whose vector the index writer has not removed yet (the image is wanted again).
         """
-        now = utcnow()
-        values = {
-            "id": item_id,
-            "vector_id": vector_id_for(item_id),
-            "product_id": product_id,
-            "label": label,
-            "title": title,
-            "source": source,
-            "source_url": source_url,
-            "page_url": page_url,
-            "stored_path": stored_path,
-            "thumbnail_path": thumbnail_path,
-            "size_bytes": size_bytes,
-            "width": width,
-            "height": height,
-            "status": ItemStatus.STORED.value,
-            "error": None,
-            "model_version": None,
-            "created_at": now,
-            "updated_at": now,
-        }
+        values = _new_row(
+            item_id, ItemStatus.STORED, None, source=source, source_url=source_url,
+            stored_path=stored_path, thumbnail_path=thumbnail_path, size_bytes=size_bytes,
+            width=width, height=height, product_id=product_id, label=label, title=title,
+            page_url=page_url,
+        )  # fmt: skip
         items = items_table
         with self.engine.begin() as conn:
             created = self._insert_ignore(conn, items, values)
@@ -101,11 +113,7 @@ class ItemsMixin(CatalogBase):
                     ).rowcount
                     == 1
                 )
-            row = conn.execute(items.select().where(items.c.id == item_id)).one_or_none()
-        if row is None:
-            raise CatalogError(
-                f"item {item_id} clashes with another item's vector id {values['vector_id']}"
-            )
+            row = _read_back(conn, values)
         return item_from_row(row), created
 
     def record_failure(
@@ -122,33 +130,21 @@ class ItemsMixin(CatalogBase):
         page_url: str | None = None,
     ) -> Item:
         """Record bytes that could not be used. A good item with the same id is never downgraded."""
-        now = utcnow()
-        values = {
-            "id": item_id,
-            "vector_id": vector_id_for(item_id),
-            "product_id": product_id,
-            "label": label,
-            "title": title,
-            "source": source,
-            "source_url": source_url,
-            "page_url": page_url,
-            "size_bytes": size_bytes,
-            "status": ItemStatus.FAILED.value,
-            "error": reason,
-            "created_at": now,
-            "updated_at": now,
-        }
+        values = _new_row(
+            item_id, ItemStatus.FAILED, reason, source=source, source_url=source_url,
+            size_bytes=size_bytes, product_id=product_id, label=label, title=title,
+            page_url=page_url,
+        )  # fmt: skip
         items = items_table
         with self.engine.begin() as conn:
             if not self._insert_ignore(conn, items, values):
                 conn.execute(
                     items.update()
                     .where(items.c.id == item_id, items.c.status == ItemStatus.FAILED.value)
-                    .values(source=source, source_url=source_url, error=reason, updated_at=now)
-                )
-            row = conn.execute(items.select().where(items.c.id == item_id)).one_or_none()
-        if row is None:
-            raise CatalogError(f"item {item_id} clashes with another item's vector id")
+                    .values(source=source, source_url=source_url, error=reason,
+                            updated_at=values["updated_at"])
+                )  # fmt: skip
+            row = _read_back(conn, values)
         return item_from_row(row)
 
     def mark_embedded(self, item_ids: Sequence[str], model_version: str) -> int:
@@ -221,10 +217,7 @@ class ItemsMixin(CatalogBase):
     # -- items: reads ---------------------------------------------------------
 
     def get(self, item_id: str) -> Item | None:
-        with self.engine.connect() as conn:
-            row = conn.execute(
-                items_table.select().where(items_table.c.id == item_id)
-            ).one_or_none()
+        row = self._row_by_id(items_table, item_id)
         return item_from_row(row) if row is not None else None
 
     def get_many(self, item_ids: Iterable[str]) -> dict[str, Item]:

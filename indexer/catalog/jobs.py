@@ -130,10 +130,7 @@ class JobsMixin(CatalogBase):
         return True
 
     def get_job(self, job_id: int) -> Job | None:
-        with self.engine.connect() as conn:
-            row = conn.execute(
-                jobs_table.select().where(jobs_table.c.id == job_id)
-            ).one_or_none()
+        row = self._row_by_id(jobs_table, job_id)
         return job_from_row(row) if row is not None else None
 
     def jobs(

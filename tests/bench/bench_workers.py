@@ -187,11 +187,10 @@ def main(argv: list[str] | None = None) -> None:
             stop_workers(workers)
             if args.broker:  # leave nothing behind in a shared Redis
                 import redis
+                from redis_support import delete_prefixed
 
                 client = redis.Redis.from_url(args.broker)
-                prefix = worker_env["LOOKALIKE_BROKER_KEY_PREFIX"]
-                for key in client.scan_iter(match=f"{prefix}*", count=1000):
-                    client.delete(key)
+                delete_prefixed(client, worker_env["LOOKALIKE_BROKER_KEY_PREFIX"])
                 client.close()
         check(worker_home, len(files), worker_env)
 

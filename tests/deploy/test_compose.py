@@ -13,7 +13,6 @@ import json
 import re
 import shutil
 import subprocess
-import time
 import tomllib
 from pathlib import Path
 
@@ -22,6 +21,7 @@ import pytest
 import redis
 import yaml
 from deploy_harness import free_port
+from redis_support import wait_until_up
 
 from indexer.cli import build_parser
 from indexer.config import Settings
@@ -135,15 +135,7 @@ def test_redis_is_configured_as_a_broker_by_a_real_redis_server(compose, tmp_pat
     )  # fmt: skip
     try:
         client = redis.Redis(port=port)
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                client.ping()
-                break
-            except redis.ConnectionError:
-                assert process.poll() is None, process.stdout.read().decode()
-                assert time.monotonic() < deadline
-                time.sleep(0.1)
+        wait_until_up(client, process, 20)
         assert client.config_get("maxmemory-policy") == {"maxmemory-policy": "noeviction"}
         assert client.config_get("appendonly") == {"appendonly": "yes"}
         assert client.config_get("appendfsync") == {"appendfsync": "everysec"}

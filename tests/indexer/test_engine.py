@@ -12,7 +12,6 @@ from indexer.catalog import vector_id_for
 from indexer.config import Settings
 from indexer.engine import EMBED_CHUNK, Lookalike, NoIndexError
 from indexer.index.errors import IndexLoadError
-from indexer.sample import write_sample_catalogue
 from indexer.search import ItemNotEmbedded, ItemQuery, UnknownItem
 
 
@@ -23,10 +22,8 @@ def engine(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def catalogue(tmp_path_factory) -> Path:
-    folder = tmp_path_factory.mktemp("catalogue")
-    write_sample_catalogue(folder, products=5, shots=4, seed=3)
-    return folder
+def catalogue(sample_catalogue) -> Path:
+    return sample_catalogue(products=5, shots=4, seed=3)
 
 
 def shots(folder: Path) -> list[Path]:

@@ -10,11 +10,11 @@ import subprocess
 import sys
 import textwrap
 import time
-import uuid
 
 import numpy as np
 import pytest
 import redis
+from redis_support import own_prefix
 
 from indexer.config import Settings
 from indexer.index.errors import IndexLockedError, ReindexRunning
@@ -181,12 +181,8 @@ HOLD_REDIS_LOCK = textwrap.dedent("""
 @pytest.fixture
 def redis_key():
     """A unique key on the test Redis, deleted afterwards."""
-    client = redis.Redis.from_url(REDIS_URL)
-    client.ping()  # no Redis: the test errors out here
-    key = f"lookalike-test-{uuid.uuid4().hex[:12]}:reindex-lock"
-    yield key
-    client.delete(key)
-    client.close()
+    with own_prefix("lookalike-test-", REDIS_URL) as (_client, prefix):
+        yield f"{prefix}reindex-lock"
 
 
 def test_the_redis_lock_names_its_holder_is_renewed_and_expires_when_the_holder_dies(

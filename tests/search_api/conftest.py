@@ -14,7 +14,6 @@ import pytest
 
 from indexer.config import Settings
 from indexer.engine import Lookalike
-from indexer.sample import write_sample_catalogue
 from search_api import create_app
 
 # The worker tests' harness (real worker processes, Redis) for the end-to-end test.
@@ -41,20 +40,24 @@ def sharing_model(settings: Settings, donor: Lookalike) -> Lookalike:
     return engine
 
 
+def index_sample(engine: Lookalike, folder: Path) -> Lookalike:
+    """``engine`` with ``folder`` taken in, embedded and indexed."""
+    engine.ingest(folder)
+    engine.embed()
+    engine.build_index()
+    return engine
+
+
 @pytest.fixture(scope="session")
-def sample_folder(tmp_path_factory) -> Path:
-    folder = tmp_path_factory.mktemp("catalogue")
-    write_sample_catalogue(folder, products=4, shots=3, seed=3)
-    return folder
+def sample_folder(sample_catalogue) -> Path:
+    return sample_catalogue(products=4, shots=3, seed=3)
 
 
 @pytest.fixture(scope="session")
 def indexed(tmp_path_factory, sample_folder) -> Iterator[Lookalike]:
     """A home with 12 indexed items (4 products x 3 shots). Tests must not change it."""
-    engine = Lookalike.open(api_settings(tmp_path_factory.mktemp("indexed") / "home"))
-    engine.ingest(sample_folder)
-    engine.embed()
-    engine.build_index()
+    home = tmp_path_factory.mktemp("indexed") / "home"
+    engine = index_sample(Lookalike.open(api_settings(home)), sample_folder)
     yield engine
     engine.close()
 
@@ -67,10 +70,7 @@ def client(indexed):
 @pytest.fixture
 def fresh(tmp_path, indexed, sample_folder) -> Iterator[Lookalike]:
     """A private indexed home (same sample, same model), for tests that change things."""
-    engine = sharing_model(api_settings(tmp_path / "home"), indexed)
-    engine.ingest(sample_folder)
-    engine.embed()
-    engine.build_index()
+    engine = index_sample(sharing_model(api_settings(tmp_path / "home"), indexed), sample_folder)
     yield engine
     engine.close()
 

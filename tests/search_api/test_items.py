@@ -13,6 +13,18 @@ from search_api import create_app
 pytestmark = pytest.mark.slow
 
 
+def post_form(client, path, data, headers=None):
+    """POST ``data`` as multipart/form-data; a file is a ``(stream, filename)`` pair."""
+    return client.post(path, data=data, headers=headers, content_type="multipart/form-data")
+
+
+def post_manifest(client, headers, manifest: bytes):
+    """Upload ``manifest`` (CSV bytes) as a source."""
+    return post_form(
+        client, "/api/v1/sources", {"manifest": (io.BytesIO(manifest), "catalogue.csv")}, headers
+    )
+
+
 def test_get_an_item_its_image_and_thumbnail(client, indexed):
     item = indexed.catalog.items_with_status("indexed")[0]
     body = client.get(f"/api/v1/items/{item.id}").json
@@ -54,17 +66,12 @@ def test_upload_is_stored_by_hash_and_becomes_searchable(home_for, indexed, auth
     engine.build_index()
     client = create_app(engine=engine).test_client()
     photos = [images_factory.jpeg_bytes(seed=seed) for seed in (101, 102)]
-    response = client.post(
-        "/api/v1/items",
-        data={
-            "images": [(io.BytesIO(photos[0]), "../../etc/passwd"),
-                       (io.BytesIO(photos[1]), "mug.jpg")],
-            "label": "mugs",
-            "metadata": json.dumps([{"product_id": "P-1"}, {"product_id": "P-2"}]),
-        },
-        headers=auth,
-        content_type="multipart/form-data",
-    )  # fmt: skip
+    response = post_form(client, "/api/v1/items", {
+        "images": [(io.BytesIO(photos[0]), "../../etc/passwd"),
+                   (io.BytesIO(photos[1]), "mug.jpg")],
+        "label": "mugs",
+        "metadata": json.dumps([{"product_id": "P-1"}, {"product_id": "P-2"}]),
+    }, auth)  # fmt: skip
     assert response.status_code == 202, response.json
     job_id = response.json["job_id"]
     assert response.headers["Location"] == f"/api/v1/jobs/{job_id}"
@@ -80,23 +87,18 @@ def test_upload_is_stored_by_hash_and_becomes_searchable(home_for, indexed, auth
     done = client.get(f"/api/v1/jobs/{job_id}").json
     assert done["complete"] is True and done["items"]["indexed"] == 2
 
-    hits = client.post(
-        "/api/v1/search",
-        data={"image": (io.BytesIO(photos[0]), "q.jpg"), "k": "3"},
-        content_type="multipart/form-data",
+    hits = post_form(
+        client, "/api/v1/search", {"image": (io.BytesIO(photos[0]), "q.jpg"), "k": "3"}
     ).json["results"]
     assert hits[0]["item_id"] == hashlib.sha256(photos[0]).hexdigest()
     assert (hits[0]["product_id"], hits[0]["label"]) == ("P-1", "mugs")
 
 
 def test_upload_needs_files_and_well_formed_metadata(client, auth):
-    assert client.post("/api/v1/items", headers=auth, data={},
-                       content_type="multipart/form-data").json["field"] == "images"  # fmt: skip
-    response = client.post(
-        "/api/v1/items",
-        data={"images": [(io.BytesIO(b"x"), "a.jpg")], "metadata": "[1, 2]"},
-        headers=auth,
-        content_type="multipart/form-data",
+    assert post_form(client, "/api/v1/items", {}, auth).json["field"] == "images"
+    response = post_form(
+        client, "/api/v1/items", {"images": [(io.BytesIO(b"x"), "a.jpg")], "metadata": "[1, 2]"},
+        auth,
     )
     assert (response.status_code, response.json["field"]) == (422, "metadata")
 
@@ -116,12 +118,7 @@ def test_sources_url_list_site_and_manifest(home_for, auth):
     assert crawl.status_code == 202
 
     manifest = b"image_url,product_id\nhttps://shop.example/c.jpg,P-3\n"
-    uploaded = client.post(
-        "/api/v1/sources",
-        data={"manifest": (io.BytesIO(manifest), "catalogue.csv")},
-        headers=auth,
-        content_type="multipart/form-data",
-    )
+    uploaded = post_manifest(client, auth, manifest)
     assert uploaded.status_code == 202
     assert client.get(uploaded.json["job_url"]).json["total"] == 1
 
@@ -142,12 +139,7 @@ def test_bad_sources_are_refused(client, auth, payload, field):
 
 def test_an_uploaded_manifest_may_not_name_local_files(client, auth):
     manifest = b"path,product_id\n/etc/passwd,P-1\n"
-    response = client.post(
-        "/api/v1/sources",
-        data={"manifest": (io.BytesIO(manifest), "catalogue.csv")},
-        headers=auth,
-        content_type="multipart/form-data",
-    )
+    response = post_manifest(client, auth, manifest)
     assert (response.status_code, response.json["field"]) == (422, "manifest")
 
 

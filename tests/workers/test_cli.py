@@ -7,6 +7,7 @@ import json
 import socket
 
 import pytest
+from cli_help import help_of
 
 from indexer.cli import build_parser, main
 from indexer.queueing import JobQueue, load_job_queue
@@ -17,10 +18,7 @@ COMMANDS = [["worker"], ["beat"], ["up"], ["demo"]]
 
 @pytest.mark.parametrize("command", COMMANDS, ids=" ".join)
 def test_every_workers_command_has_help_with_an_example(command, capsys):
-    with pytest.raises(SystemExit) as exited:
-        build_parser().parse_args([*command, "--help"])
-    assert exited.value.code == 0
-    out = capsys.readouterr().out
+    out = help_of(build_parser(), command, capsys)
     assert "examples:" in out and "lookalike " in out.split("examples:")[1]
 
 

@@ -25,6 +25,7 @@ import faiss
 import numpy as np
 import pytest
 import redis
+from redis_support import wait_until_up
 from worker_harness import WAIT, wait_for_job
 
 from indexer import jobs
@@ -143,14 +144,7 @@ class PrivateRedis:
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
         )
         client = redis.Redis.from_url(self.url)
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                client.ping()
-                break
-            except redis.ConnectionError:
-                assert time.monotonic() < deadline, "redis-server did not start"
-                time.sleep(0.05)
+        wait_until_up(client, self.process, 10)
         client.close()
 
     def kill(self) -> None:

@@ -20,15 +20,14 @@ import signal
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import images_factory
 import pytest
-import redis
 from local_http import LocalServer
+from redis_support import own_prefix
 from training_factory import write_tiny_model
 
 from indexer.catalog import Catalog
@@ -133,13 +132,8 @@ def redis_url() -> str:
 @pytest.fixture
 def redis_prefix() -> Iterator[str]:
     """A unique key prefix on the test Redis; its keys are deleted afterwards."""
-    client = redis.Redis.from_url(REDIS_URL)
-    client.ping()  # no Redis: the test errors out here
-    prefix = f"lookalike-test-{uuid.uuid4().hex[:12]}:"
-    yield prefix
-    for key in client.scan_iter(match=f"{prefix}*", count=1000):
-        client.delete(key)
-    client.close()
+    with own_prefix("lookalike-test-", REDIS_URL) as (_client, prefix):
+        yield prefix
 
 
 @dataclass

@@ -6,6 +6,7 @@ import sys
 from importlib.metadata import EntryPoint
 
 import pytest
+from cli_help import help_of
 
 from indexer import plugins
 from indexer.cli import COMMANDS_GROUP, build_parser, main
@@ -23,10 +24,7 @@ def core_only():
 
 @pytest.mark.parametrize("command", CORE_COMMANDS, ids=" ".join)
 def test_every_core_command_has_help_with_an_example(command, capsys):
-    with pytest.raises(SystemExit) as exited:
-        core_only().parse_args([*command, "--help"])
-    assert exited.value.code == 0
-    out = capsys.readouterr().out
+    out = help_of(core_only(), command, capsys)
     assert "examples:" in out and "lookalike " in out.split("examples:")[1]
 
 

@@ -5,7 +5,6 @@ import json
 import pytest
 
 from indexer.cli import main
-from indexer.sample import write_sample_catalogue
 
 
 def run(home, *args):
@@ -13,9 +12,8 @@ def run(home, *args):
 
 
 @pytest.fixture(scope="module")
-def indexed_home(tmp_path_factory):
-    photos = tmp_path_factory.mktemp("photos")
-    write_sample_catalogue(photos, products=3, shots=3, seed=1)
+def indexed_home(tmp_path_factory, sample_catalogue):
+    photos = sample_catalogue(products=3, shots=3, seed=1)
     home = tmp_path_factory.mktemp("home")
     for step in (["ingest", str(photos)], ["embed"], ["index", "build"]):
         assert run(home, *step) == 0

@@ -1,4 +1,5 @@
-"""Synthetic, clustered, L2-normalised vectors and a fresh index store per test."""
+"""Synthetic, clustered, L2-normalised vectors, a fresh index store per test, and a
+standard data set with a builder that makes it the current version."""
 
 from __future__ import annotations
 
@@ -44,6 +45,25 @@ def recall_at_k(found: np.ndarray, truth: np.ndarray) -> float:
 @pytest.fixture
 def store(tmp_path) -> IndexStore:
     return IndexStore(tmp_path / "index")
+
+
+@pytest.fixture
+def data() -> tuple[np.ndarray, np.ndarray]:
+    """2,000 ids and clustered vectors of dimension 16 (``DIM`` of the tests that use it)."""
+    return random_ids(2_000), clustered(2_000, 16)
+
+
+@pytest.fixture
+def built(store):
+    """Build ``(ids, vectors)`` into ``store`` as model m1 and make it current; 3 shards
+    unless ``n_shards`` says otherwise. Returns the new version."""
+
+    def build(data, **kwargs) -> str:
+        ids, vectors = data
+        kwargs.setdefault("n_shards", 3)
+        return store.build(ids, vectors, model_version="m1", activate=True, **kwargs)
+
+    return build
 
 
 class Synthetic:

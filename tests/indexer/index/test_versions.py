@@ -6,18 +6,7 @@ import pytest
 
 from indexer.index.errors import IndexLoadError, IndexNotFoundError
 
-DIM = 16
-
-
-@pytest.fixture
-def data(synth):
-    return synth.random_ids(2_000), synth.clustered(2_000, DIM)
-
-
-def _built(store, data, **kwargs):
-    ids, vectors = data
-    kwargs.setdefault("n_shards", 3)
-    return store.build(ids, vectors, model_version="m1", activate=True, **kwargs)
+DIM = 16  # the dimension of the conftest's ``data``
 
 
 def test_current_is_switched_only_by_activate(store, data):
@@ -43,9 +32,9 @@ def test_current_is_switched_only_by_activate(store, data):
 
 
 @pytest.mark.parametrize("damage", ["flip", "truncate", "delete"])
-def test_damaged_shard_is_refused_and_previous_version_still_loads(store, data, damage):
-    good = _built(store, data)
-    bad = _built(store, (data[0][:1_000], data[1][:1_000]))
+def test_damaged_shard_is_refused_and_previous_version_still_loads(store, data, damage, built):
+    good = built(data)
+    bad = built((data[0][:1_000], data[1][:1_000]))
     path = store.root / bad / "shard-01.faiss"
     if damage == "flip":
         raw = bytearray(path.read_bytes())
@@ -65,8 +54,8 @@ def test_damaged_shard_is_refused_and_previous_version_still_loads(store, data, 
 
 
 
-def test_mismatched_model_version_or_dim_is_refused(store, data):
-    _built(store, data)
+def test_mismatched_model_version_or_dim_is_refused(store, data, built):
+    built(data)
     with pytest.raises(IndexLoadError, match="built for model 'm1', expected 'm2'"):
         store.load(expected_model_version="m2")
     with pytest.raises(IndexLoadError, match="dimension 16, expected 32"):
@@ -75,8 +64,8 @@ def test_mismatched_model_version_or_dim_is_refused(store, data):
 
 
 
-def test_half_written_version_without_manifest_is_ignored(store, data):
-    old = _built(store, data)
+def test_half_written_version_without_manifest_is_ignored(store, data, built):
+    old = built(data)
     half = store.root / "29991231T235959.999999Z-dead"
     half.mkdir()
     (half / "shard-00.faiss").write_bytes(b"partial")

@@ -15,18 +15,7 @@ from indexer.index.errors import IndexBuildError, IndexLockedError, IndexNotFoun
 from indexer.index.searcher import ShardedSearcher
 from indexer.index.store import IndexStore
 
-DIM = 16
-
-
-@pytest.fixture
-def data(synth):
-    return synth.random_ids(2_000), synth.clustered(2_000, DIM)
-
-
-def _built(store, data, **kwargs):
-    ids, vectors = data
-    kwargs.setdefault("n_shards", 3)
-    return store.build(ids, vectors, model_version="m1", activate=True, **kwargs)
+DIM = 16  # the dimension of the conftest's ``data``
 
 
 def _top1(store, queries, version=None):
@@ -34,8 +23,8 @@ def _top1(store, queries, version=None):
         return searcher.search(queries, 1)[1][:, 0]
 
 
-def test_manifest_records_what_a_reader_needs(store, data):
-    version = _built(store, data)
+def test_manifest_records_what_a_reader_needs(store, data, built):
+    version = built(data)
     manifest = json.loads((store.root / version / "manifest.json").read_text())
     assert manifest["format_version"] == 1
     assert manifest["version"] == version
@@ -66,8 +55,10 @@ def test_ivf_manifest_has_nlist_and_default_nprobe(store, synth):
 
 
 
-def test_crash_before_switching_current_keeps_old_version(store, data, monkeypatch, synth):
-    old = _built(store, data)
+def test_crash_before_switching_current_keeps_old_version(
+    store, data, monkeypatch, synth, built
+):
+    old = built(data)
     queries = data[1][:20]
     before = _top1(store, queries)
 
@@ -93,9 +84,9 @@ def test_failed_build_leaves_no_version(store, synth):
 
 
 
-def test_incremental_add_replaces_and_reuses_unchanged_shards(store, data):
+def test_incremental_add_replaces_and_reuses_unchanged_shards(store, data, built):
     ids, vectors = data
-    old = _built(store, data)
+    old = built(data)
     # Pick a new id that lands in shard 1 of 3, and a query near nothing in particular.
     new_id = int(ids.max()) + 1
     new_id += (1 - new_id % 3) % 3
@@ -123,9 +114,9 @@ def test_incremental_add_replaces_and_reuses_unchanged_shards(store, data):
 
 
 
-def test_incremental_remove(store, data):
+def test_incremental_remove(store, data, built):
     ids, vectors = data
-    _built(store, data)
+    built(data)
     assert _top1(store, vectors[:3]).tolist() == ids[:3].tolist()
     version = store.remove(ids[:3])
     assert store.load().ntotal == 1_997
@@ -150,8 +141,8 @@ def test_incremental_update_of_ivf_index_needs_no_retraining(store, synth):
 
 
 
-def test_an_add_of_another_dimension_or_model_is_refused(store, data):
-    _built(store, data)
+def test_an_add_of_another_dimension_or_model_is_refused(store, data, built):
+    built(data)
     with pytest.raises(ValueError, match="dimension"):
         store.add(np.array([1]), np.ones((1, 32), np.float32))
     with pytest.raises(IndexBuildError, match="not 'm2'"):
@@ -165,10 +156,10 @@ def test_add_before_any_build_is_refused(store):
 
 
 def test_activate_without_switches_to_the_build_minus_what_is_gone_asked_under_the_lock(
-    store, data
+    store, data, built
 ):
     ids, vectors = data
-    live = _built(store, data)
+    live = built(data)
     rebuilt = store.build(ids, vectors, model_version="m1", n_shards=3)  # not current yet
     asked = []
 

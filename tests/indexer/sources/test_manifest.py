@@ -87,16 +87,27 @@ def test_bad_json_names_the_line(tmp_path):
     assert info.value.line == 2
 
 
-def test_json_line_that_is_not_an_object(tmp_path):
-    manifest = write(tmp_path / "m.jsonl", '{"path": "a.jpg"}\n["b.jpg"]\n')
-    with pytest.raises(ManifestError, match="line 2: expected a JSON object, got list"):
-        read_manifest(manifest)
+# A manifest file's text and what reading it must say (each error names its line).
+BAD_MANIFESTS = {
+    "json_line_that_is_not_an_object": (
+        "m.jsonl", '{"path": "a.jpg"}\n["b.jpg"]\n', "line 2: expected a JSON object, got list"),
+    "json_value_that_is_not_text": (
+        "m.jsonl", '{"path": "a.jpg", "title": {"en": "x"}}\n',
+        "line 1: column 'title' must be text"),
+    "page_url_is_checked_too": (
+        "m.csv", "path,url\na.jpg,javascript:alert(1)\n", "line 2: url must be an http"),
+    "csv_header_without_image_column": (
+        "m.csv", "product_id,label\n1,x\n", "line 1: header needs a 'path' or 'image_url'"),
+    "csv_row_with_too_many_fields": (
+        "m.csv", "path,label\na.jpg,x\nb.jpg,y,z\n", "line 3: 3 fields but the header has 2"),
+    "empty_csv": ("m.csv", "", "empty manifest"),
+}  # fmt: skip
 
 
-def test_json_value_that_is_not_text(tmp_path):
-    manifest = jsonl(tmp_path / "m.jsonl", [{"path": "a.jpg", "title": {"en": "x"}}])
-    with pytest.raises(ManifestError, match="line 1: column 'title' must be text"):
-        read_manifest(manifest)
+@pytest.mark.parametrize(("name", "text", "error"), BAD_MANIFESTS.values(), ids=BAD_MANIFESTS)
+def test_a_bad_manifest_is_refused_saying_why(tmp_path, name, text, error):
+    with pytest.raises(ManifestError, match=error):
+        read_manifest(write(tmp_path / name, text))
 
 
 @pytest.mark.parametrize("suffix", [".csv", ".jsonl"])
@@ -127,29 +138,6 @@ def test_only_http_urls(tmp_path, url):
     manifest = jsonl(tmp_path / "m.jsonl", [{"image_url": url}])
     with pytest.raises(ManifestError, match="line 1: image_url must be an http"):
         read_manifest(manifest)
-
-
-def test_page_url_is_checked_too(tmp_path):
-    manifest = write(tmp_path / "m.csv", "path,url\na.jpg,javascript:alert(1)\n")
-    with pytest.raises(ManifestError, match="line 2: url must be an http"):
-        read_manifest(manifest)
-
-
-def test_csv_header_without_image_column(tmp_path):
-    manifest = write(tmp_path / "m.csv", "product_id,label\n1,x\n")
-    with pytest.raises(ManifestError, match="line 1: header needs a 'path' or 'image_url'"):
-        read_manifest(manifest)
-
-
-def test_csv_row_with_too_many_fields(tmp_path):
-    manifest = write(tmp_path / "m.csv", "path,label\na.jpg,x\nb.jpg,y,z\n")
-    with pytest.raises(ManifestError, match="line 3: 3 fields but the header has 2"):
-        read_manifest(manifest)
-
-
-def test_empty_csv(tmp_path):
-    with pytest.raises(ManifestError, match="empty manifest"):
-        read_manifest(write(tmp_path / "m.csv", ""))
 
 
 def test_not_utf8(tmp_path):

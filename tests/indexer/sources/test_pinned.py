@@ -8,6 +8,7 @@ import threading
 import time
 
 import pytest
+from fake_clock import FakeClock
 from local_http import LocalServer
 
 from indexer.sources.pinned import (
@@ -21,16 +22,8 @@ from indexer.sources.pinned import (
 ip = ipaddress.ip_address
 
 
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 50.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 def test_deadline_counts_down_and_caps_timeouts():
-    clock = FakeClock()
+    clock = FakeClock(50.0)
     deadline = Deadline(10, clock=clock)
     assert deadline.remaining() == 10 and not deadline.expired
     assert deadline.cap(3) == 3

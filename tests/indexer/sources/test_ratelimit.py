@@ -6,13 +6,13 @@ one). Without it they fail: they never skip.
 
 from __future__ import annotations
 
-import os
 import threading
-import uuid
 from collections.abc import Iterator
 
 import pytest
 import redis
+from fake_clock import FakeClock
+from redis_support import TEST_REDIS_URL, own_prefix
 
 from indexer.config import Settings
 from indexer.sources.ratelimit import (
@@ -24,16 +24,8 @@ from indexer.sources.ratelimit import (
 )
 
 
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 def test_local_limiter_spaces_slots_by_the_interval():
-    clock = FakeClock()
+    clock = FakeClock(1000.0)
     limiter = LocalRateLimiter(2.0, clock=clock)
     assert limiter.reserve("a.example") == 0
     assert limiter.reserve("a.example") == 2.0  # booked behind the first
@@ -44,7 +36,7 @@ def test_local_limiter_spaces_slots_by_the_interval():
 
 
 def test_local_limiter_refuses_a_wait_beyond_max_wait_and_books_nothing():
-    clock = FakeClock()
+    clock = FakeClock(1000.0)
     limiter = LocalRateLimiter(5.0, clock=clock)
     limiter.reserve("a.example")
     with pytest.raises(RateLimited) as info:
@@ -59,7 +51,7 @@ def test_local_limiter_with_zero_interval_never_waits():
 
 
 def test_local_limiter_is_thread_safe():
-    clock = FakeClock()
+    clock = FakeClock(1000.0)
     limiter = LocalRateLimiter(1.0, clock=clock)
     waits: list[float] = []
     lock = threading.Lock()
@@ -87,21 +79,14 @@ def test_negative_interval_refused():
 
 
 def redis_url() -> str:
-    return os.environ.get("LOOKALIKE_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+    return TEST_REDIS_URL
 
 
 @pytest.fixture
 def redis_prefix() -> Iterator[tuple[redis.Redis, str]]:
     """A real Redis (no skip when it is missing) and a key prefix of this test's own."""
-    client = redis.Redis.from_url(redis_url())
-    client.ping()
-    prefix = f"test:ratelimit:{uuid.uuid4().hex}:"
-    try:
-        yield client, prefix
-    finally:
-        for key in client.scan_iter(match=prefix + "*"):
-            client.delete(key)
-        client.close()
+    with own_prefix("test:ratelimit:") as client_and_prefix:
+        yield client_and_prefix
 
 
 def test_two_redis_limiters_serialise_one_host(redis_prefix):

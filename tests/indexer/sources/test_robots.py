@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from fake_clock import FakeClock
 
 from indexer.sources.robots import (
     MAX_ROBOTS_BYTES,
@@ -15,14 +16,6 @@ from indexer.sources.robots import (
 
 UA = "LookalikeBot/0.1"
 RULES = b"User-agent: *\nDisallow: /private/\n\nUser-agent: lookalikebot\nDisallow: /no-bots/\n"
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 class Loader:
@@ -77,7 +70,7 @@ def test_only_the_first_500_kib_are_read():
 
 
 def test_cache_loads_once_per_origin_until_the_ttl():
-    clock = FakeClock()
+    clock = FakeClock(0.0)
     cache = RobotsCache(UA, ttl=100, clock=clock)
     loader = Loader(RobotsAnswer(200, RULES))
     assert cache.allowed("http://shop.example/no-bots/a.jpg", loader) is False
@@ -99,7 +92,7 @@ def test_cache_loads_once_per_origin_until_the_ttl():
 
 @pytest.mark.parametrize("answer", [RobotsAnswer(503), RobotsAnswer(None)])
 def test_errors_are_asked_again_sooner(answer):
-    clock = FakeClock()
+    clock = FakeClock(0.0)
     cache = RobotsCache(UA, ttl=3600, error_ttl=60, clock=clock)
     loader = Loader(answer)
     cache.allowed("http://shop.example/a.jpg", loader)
