@@ -10,9 +10,7 @@ test_retries (backoff), test_responses (bodies, sizes, types), test_documents
 
 from __future__ import annotations
 
-import os
 import threading
-import uuid
 from collections.abc import Iterator
 
 import pytest
@@ -20,6 +18,7 @@ import redis
 from fetch_harness import JPEG, LOOPBACK, fake_resolver, fetch_error, make_fetcher
 from images_factory import png_bytes
 from local_http import LocalServer, responder
+from redis_support import own_prefix
 
 from indexer.config import Settings
 from indexer.sources.fetch import Fetcher, FetchResult
@@ -241,16 +240,8 @@ def test_rate_limit_wait_beyond_the_deadline_is_transient(server):
 @pytest.fixture
 def redis_prefix() -> Iterator[tuple[redis.Redis, str]]:
     """A real Redis (it must be running: no skip) and a key prefix of this test's own."""
-    url = os.environ.get("LOOKALIKE_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
-    client = redis.Redis.from_url(url)
-    client.ping()
-    prefix = f"test:fetch:{uuid.uuid4().hex}:"
-    try:
-        yield client, prefix
-    finally:
-        for key in client.scan_iter(match=prefix + "*"):
-            client.delete(key)
-        client.close()
+    with own_prefix("test:fetch:") as client_and_prefix:
+        yield client_and_prefix
 
 
 def test_two_workers_sharing_redis_take_turns_on_one_host(server, redis_prefix):
