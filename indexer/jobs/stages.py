@@ -176,8 +176,8 @@ def apply_deletions(engine: Lookalike) -> int:
     """The index writer's half of every delete: deleted items leave the index, then the catalog.
 
     Run by the single writer, like every other index change: the ``index`` queue's
-    one worker (the API and the sweeper queue it), or in process by
-    :meth:`Lookalike.delete` and a re-crawl's removals. Their rows are purged only
+    one worker (the API queues it; every index stage and re-index runs it too), or
+    in process by :meth:`Lookalike.delete` and a re-crawl's removals. Their rows are purged only
     once their vectors are out of the current version; a re-index that read its
     vectors before a delete drops them under the same lock
     (:meth:`Lookalike.gone_since`). Returns how many items were purged.
@@ -191,11 +191,13 @@ def apply_deletions(engine: Lookalike) -> int:
     before = indexes.current_version()
     if before is not None:
         indexes.remove(ids)  # unknown ids are ignored; a new version only if one was there
+    purged = catalog.purge_deleted([item.id for item in deleted])  # not one re-added since
     # An embed that raced the delete may have appended a vector after its tombstone.
-    revived = np.intersect1d(ids, engine.vectors.ids())
+    kept = catalog.get_many([item.id for item in deleted])
+    gone = np.array([vector_id_for(i.id) for i in deleted if i.id not in kept], dtype=np.int64)
+    revived = np.intersect1d(gone, engine.vectors.ids())
     if len(revived):
         engine.vectors.delete(revived)
-    purged = catalog.purge_deleted([item.id for item in deleted])
     if indexes.current_version() != before:
         indexes.prune(engine.settings.index_keep_versions)
     log.info("deleted %d items from the index and the catalog", purged)
