@@ -33,7 +33,7 @@ from indexer.images import ImageRejected, load_image, to_rgb
 from indexer.index.errors import IndexLoadError
 from indexer.index.searcher import MAX_K, ShardedSearcher
 from indexer.index.store import IndexStore
-from indexer.jobs import JobProgress, run_inline, submit_source
+from indexer.jobs import JobProgress, apply_deletions, run_inline, submit_source
 from indexer.model.embed import Embedder
 from indexer.model.modeldir import EmbeddingModel, current_model_spec, load_model
 from indexer.search import (
@@ -240,8 +240,6 @@ class Lookalike:
 
     def delete(self, item_id: str) -> bool:
         """Delete an item and apply it to the index here, as the writer (CLI, Python API)."""
-        from indexer.jobs import apply_deletions
-
         if not self.mark_deleted([item_id]):
             return False
         apply_deletions(self)
