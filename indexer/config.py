@@ -59,7 +59,16 @@ class Settings(BaseSettings):
     backbone: str = "tf_efficientnet_lite0"
     device: Literal["auto", "cpu", "cuda"] = "auto"
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
-    batch_size: int = Field(32, ge=1, le=4096)
+    runtime: Literal["auto", "openvino", "onnxruntime", "torch"] = Field(
+        "auto", description="inference runtime; auto: the fastest measured here"
+    )
+    batch_size: int | None = Field(
+        None, ge=1, le=4096, description="embedding batch; unset: measured for the runtime"
+    )
+    cache_dir: Path | None = Field(
+        None, description="exported graphs of the pretrained model and runtime measurements; "
+        "default: home/cache"
+    )
     loader_workers: int = Field(-1, ge=-1, description="-1: chosen from the CPU count")
 
     # Index.
@@ -277,6 +286,10 @@ class Settings(BaseSettings):
     @property
     def thumbnails_dir(self) -> Path:
         return self.home / "thumbnails"
+
+    @property
+    def runtime_cache_dir(self) -> Path:
+        return self.cache_dir if self.cache_dir is not None else self.home / "cache"
 
     @property
     def models_dir(self) -> Path:

@@ -106,6 +106,8 @@ class Lookalike:
             batch_size=self.settings.batch_size,
             workers=self.settings.loader_workers,
             max_pixels=self.settings.max_image_pixels,
+            runtime=self.settings.runtime,
+            cache_dir=self.settings.runtime_cache_dir,
         )
 
     @cached_property

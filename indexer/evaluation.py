@@ -95,6 +95,7 @@ def evaluate_folders(
     embedder = Embedder(
         embedding_model, device=settings.device, precision=settings.precision,
         batch_size=settings.batch_size, workers=settings.loader_workers,
+        runtime=settings.runtime, cache_dir=settings.runtime_cache_dir,
     )
     scored = evaluate_embedder(embedder, [image.path for image in test_images],
                                [image.label for image in test_images], progress=progress)

@@ -41,6 +41,21 @@ def _with_search_path(url: str, schema: str) -> str:
     return f"{url}{separator}options={quote(f'-csearch_path={schema}')}"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def shared_runtime_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """One runtime cache for the whole session (``LOOKALIKE_CACHE_DIR``): the pretrained
+    model's ONNX export and the runtime measurement happen once, not in every test's home.
+    Worker processes the tests start inherit it."""
+    cache = tmp_path_factory.mktemp("runtime-cache")
+    before = os.environ.get("LOOKALIKE_CACHE_DIR")
+    os.environ["LOOKALIKE_CACHE_DIR"] = str(cache)
+    yield cache
+    if before is None:
+        os.environ.pop("LOOKALIKE_CACHE_DIR", None)
+    else:
+        os.environ["LOOKALIKE_CACHE_DIR"] = before
+
+
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
     """Settings with a private data directory (``tmp_path/home``) and the default SQLite catalog."""

@@ -2,6 +2,11 @@
 
 Why it is shaped like this:
 
+* **The fastest runtime here.** The forward pass runs on OpenVINO, ONNX Runtime or
+  PyTorch, whichever measured fastest on this machine, at the batch size it liked
+  (:mod:`indexer.model.runtime`, :mod:`indexer.model.calibrate`); the graph runtimes
+  run the model's ONNX export, checked against PyTorch before use
+  (:mod:`indexer.model.export`). A single query takes the latency path.
 * **Decoding overlaps the forward pass.** Loader workers (threads on CPU, processes
   through a torch ``DataLoader`` on CUDA; :mod:`indexer.model.loading`) decode and
   resize the next batches while the model runs; pixels travel as uint8 and are
@@ -27,6 +32,7 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
+from indexer.model.calibrate import Selection, select_runtime
 from indexer.model.device import (
     Device,
     Precision,
@@ -36,9 +42,11 @@ from indexer.model.device import (
     resolve_precision,
     resolve_workers,
 )
+from indexer.model.export import ExportedGraph, PixelFunction, ensure_graph, reference_photos
 from indexer.model.loading import LoadedBatch, LoaderKind, choose_loader, load_batches
-from indexer.model.modeldir import EmbeddingModel
-from indexer.model.preprocess import DEFAULT_MAX_PIXELS, PixelNormalizer, Preprocessor
+from indexer.model.modeldir import EmbeddingModel, graph_directory, graph_identity
+from indexer.model.preprocess import DEFAULT_MAX_PIXELS, Preprocessor
+from indexer.model.runtime import RUNTIMES, Runtime, RuntimeName
 
 logger = logging.getLogger(__name__)
 
@@ -55,12 +63,16 @@ class EmbeddedBatch:
 class Embedder:
     """Runs an :class:`EmbeddingModel` over files or images, in batches, on one device.
 
-    ``workers``: loader workers (-1: automatic, 0: decode in the calling thread).
-    ``loader``: 'process' (torch DataLoader worker processes), 'thread' (a thread pool:
-    Pillow releases the GIL while decoding and resizing), or 'auto' (see
-    :func:`~indexer.model.loading.choose_loader`). ``threads``: torch intra-op threads
-    (None: see :func:`~indexer.model.device.auto_torch_threads`). ``draft``: decode big
-    JPEGs at reduced scale.
+    ``runtime``: 'auto' (the fastest measured here: :mod:`indexer.model.calibrate`),
+    'openvino', 'onnxruntime' or 'torch' (:mod:`indexer.model.runtime`); a graph runtime
+    runs the model's checked ONNX export (:mod:`indexer.model.export`), cached in the
+    model's directory, or under ``cache_dir`` for the pretrained weights (None: a
+    temporary directory for this process). ``batch_size``: None to use the batch
+    measured for the runtime. ``workers``: loader workers (-1: automatic, 0: decode in
+    the calling thread). ``loader``: 'process' (torch DataLoader worker processes),
+    'thread' (a thread pool: Pillow releases the GIL while decoding and resizing), or
+    'auto' (see :func:`~indexer.model.loading.choose_loader`). ``threads``: the
+    runtime's threads (None: automatic). ``draft``: decode big JPEGs at reduced scale.
     ``max_pixels``: refuse larger images (decompression bombs).
     """
 
@@ -69,33 +81,63 @@ class Embedder:
         model: EmbeddingModel,
         device: Device | str = "auto",
         precision: Precision | str = "auto",
-        batch_size: int = 32,
+        batch_size: int | None = None,
         workers: int = -1,
         *,
         loader: LoaderKind | str = "auto",
         threads: int | None = None,
         draft: bool = True,
         max_pixels: int = DEFAULT_MAX_PIXELS,
+        runtime: RuntimeName | str = "auto",
+        cache_dir: Path | None = None,
     ) -> None:
-        if batch_size < 1:
+        if batch_size is not None and batch_size < 1:
             raise ValueError(f"batch_size must be >= 1; got {batch_size}")
+        if runtime not in RUNTIMES:
+            raise ValueError(f"runtime must be one of {', '.join(RUNTIMES)}; got {runtime!r}")
         self.device = resolve_device(device)
         self.precision = resolve_precision(precision, self.device)
-        self.batch_size = batch_size
         self.workers = resolve_workers(workers, self.device)
         self.loader = choose_loader(loader, self.device)
-        threads = threads if threads is not None else auto_torch_threads(self.workers, self.device)
-        if threads is not None and threads != torch.get_num_threads():
-            torch.set_num_threads(max(1, threads))  # process-wide: torch has no other knob
+        torch_threads = (threads if threads is not None
+                         else auto_torch_threads(self.workers, self.device))
+        if torch_threads is not None and torch_threads != torch.get_num_threads():
+            torch.set_num_threads(max(1, torch_threads))  # process-wide: torch has no other knob
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = True  # fixed input size: pick the fastest kernels
-        self.model = model.eval().to(self.device, memory_format=torch.channels_last)
+        self.model = model.eval()
         self.preprocessor = Preprocessor(model.data_config, draft=draft, max_pixels=max_pixels)
-        self.normalize = PixelNormalizer(model.data_config, self.device)
+        selection = self._select_runtime(runtime, batch_size, threads, cache_dir)
+        self.runtime: Runtime = selection.runtime
+        self.batch_size = selection.batch_size
         logger.info(
-            "embedder: %s on %s, %s, batch %d, %d %s loader workers, %d torch threads",
+            "embedder: %s on %s with %s (%s), batch %d, %d %s loader workers",
             model.card.version if model.card else model.architecture, self.device,
-            self.precision, batch_size, self.workers, self.loader, torch.get_num_threads(),
+            self.runtime.describe(), selection.reason, self.batch_size, self.workers,
+            self.loader,
+        )
+
+    def _select_runtime(self, requested: str, batch_size: int | None, threads: int | None,
+                        cache_dir: Path | None) -> Selection:
+        function = PixelFunction(self.model, self.model.data_config)
+        if self.model.card is None:  # an unsaved model has no identity to export under
+            requested = "torch"
+        size = tuple(self.preprocessor.input_size)
+        shape = (*size, 3)
+        what = (f"embed:{self.model.architecture}:{size[0]}x{size[1]}:d{self.model.dim}:"
+                f"{'blend' if self.model.blend else 'plain'}")
+
+        def graph() -> ExportedGraph:
+            return ensure_graph(
+                function, name="embedding", directory=graph_directory(self.model, cache_dir),
+                identity=graph_identity(self.model),
+                check_pixels=reference_photos(self.preprocessor.from_image),
+            )
+
+        return select_runtime(
+            requested, device=self.device, precision=self.precision, threads=threads,
+            torch_function=lambda: function, graph=graph, input_shape=shape,
+            batch_size=batch_size, cache_dir=cache_dir, what=what,
         )
 
     @property
@@ -111,9 +153,16 @@ class Embedder:
         return autocast_context(self.precision, self.device)
 
     def embed_images(self, images: Sequence[Image.Image]) -> np.ndarray:
-        """Vectors for decoded images (queries): float32, shape (len(images), dim)."""
+        """Vectors for decoded images (queries): float32, shape (len(images), dim).
+
+        One image (a search query) takes the latency path: preprocessed in this
+        thread, one call of the runtime's single-image path, no loader.
+        """
         if not images:
             return np.zeros((0, self.dim), dtype=np.float32)
+        if len(images) == 1:
+            pixels = self.preprocessor.from_image(images[0])[None]
+            return self.runtime.run_one(pixels.numpy())
         out = []
         for start in range(0, len(images), self.batch_size):
             chunk = images[start : start + self.batch_size]
@@ -143,12 +192,8 @@ class Embedder:
         finally:
             bar.close()
 
-    @torch.inference_mode()
     def _forward(self, pixels: torch.Tensor) -> np.ndarray:
-        x = self.normalize(pixels)
-        with self.autocast():
-            vectors = self.model(x)
-        return vectors.float().cpu().numpy()
+        return self.runtime.run(pixels)
 
     def _load(self, paths: Sequence[Path]) -> Iterator[LoadedBatch]:
         return load_batches(paths, self.preprocessor, batch_size=self.batch_size,

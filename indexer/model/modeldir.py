@@ -73,6 +73,7 @@ class EmbeddingModel(nn.Module):
         self.architecture = architecture
         self.data_config: DataConfig = normalize_data_config(dict(data_config))
         self.card = card
+        self.directory: Path | None = None  # a saved model's directory (its graphs go there)
         self.pooled_dim = int(backbone.num_features)
         if head is not None and head.in_features != self.pooled_dim:
             raise ValueError(
@@ -273,6 +274,7 @@ def save_model_dir(
     )
     write_card(directory, card)
     model.card = card
+    model.directory = directory
     logger.info("saved model %s to %s", version, directory)
     return card
 
@@ -311,7 +313,42 @@ def load_model_dir(directory: Path) -> EmbeddingModel:
             f"missing {missing[:3]}, unexpected {unexpected[:3]}"
         )
     logger.info("loaded model %s from %s", card.version, directory)
+    model.directory = directory
     return model.eval()
+
+
+GRAPHS_DIR = "onnx"  # in a model directory: its exported graphs (indexer.model.export)
+
+
+def graph_directory(model: EmbeddingModel, cache_dir: Path | None) -> Path:
+    """Where ``model``'s exported graphs live: its own directory's ``onnx/``, else (the
+    pretrained weights) ``cache_dir/graphs/<version>``, else a directory for this process."""
+    if model.directory is not None:
+        return model.directory / GRAPHS_DIR
+    if cache_dir is not None:
+        return Path(cache_dir) / "graphs" / model.version
+    return _process_scratch() / model.version
+
+
+def graph_identity(model: EmbeddingModel) -> dict[str, Any]:
+    """What a graph of ``model`` must have been exported from, to stand in for it."""
+    card = model.card
+    return {"graph": "embedding", "model_version": model.version,
+            "weights_sha256": card.weights_sha256 if card else None,
+            "architecture": model.architecture, "dim": model.dim,
+            "input_size": list(model.data_config["input_size"]),
+            "mean": list(model.data_config["mean"]), "std": list(model.data_config["std"])}
+
+
+@functools.lru_cache(maxsize=1)
+def _process_scratch() -> Path:
+    import atexit
+    import shutil
+    import tempfile
+
+    scratch = Path(tempfile.mkdtemp(prefix="lookalike-graphs-"))
+    atexit.register(shutil.rmtree, scratch, ignore_errors=True)
+    return scratch
 
 
 def _model_dirs(models_dir: Path) -> list[Path]:

@@ -52,7 +52,8 @@ def evaluate_test_classes(model: EmbeddingModel, data: TrainingData, config: Tra
                           settings: Settings, progress: bool) -> RetrievalMetrics:
     """Every test image queries all the others, embedded exactly as the index would be."""
     embedder = Embedder(model, device=config.device, precision=settings.precision,
-                        batch_size=settings.batch_size, workers=settings.loader_workers)
+                        batch_size=settings.batch_size, workers=settings.loader_workers,
+                        runtime=settings.runtime, cache_dir=settings.runtime_cache_dir)
     scored = evaluate_embedder(embedder, [image.path for image in data.test],
                                [image.label for image in data.test], progress=progress)
     model.cpu()

@@ -11,14 +11,28 @@ from indexer.images import ImageRejected
 from indexer.model.preprocess import PixelNormalizer, Preprocessor
 
 
-def test_preprocessing_equals_timm_eval_transform(pretrained_lite0, sample_photos):
+def test_preprocessing_matches_timm_eval_transform(pretrained_lite0, sample_photos):
+    """One resample of the crop box instead of resize-then-crop: the same pixels up to
+    Pillow's rounding (a level or three on a few pixels), the same vectors."""
+    from PIL import Image
+
     config = pretrained_lite0.data_config
-    reference = timm.data.create_transform(**config, is_training=False)
+    reference = timm.data.create_transform(**config, is_training=False, use_prefetcher=True)
     pre = Preprocessor(config)
+    photo = sample_photos["china"]
+    shapes = [photo, photo.resize((348, 348)), photo.resize((300, 500)), photo.resize((250, 240)),
+              photo.resize((1000, 37)), sample_photos["flower"]]
+    ours = torch.stack([pre.from_image(image) for image in shapes])
+    timms = torch.stack([reference(image).permute(1, 2, 0) for image in shapes])
+    difference = (ours.int() - timms.int()).abs()
+    assert difference.max() <= 3
+    assert difference.float().mean() < 0.5
+    assert difference[1].max() == 0  # a square photo: exactly timm's pixels
     normalize = PixelNormalizer(config, torch.device("cpu"))
-    for image in sample_photos.values():
-        ours = normalize(pre.from_image(image)[None])[0]
-        torch.testing.assert_close(ours, reference(image), atol=1e-5, rtol=0)
+    with torch.inference_mode():
+        a, b = pretrained_lite0(normalize(ours)), pretrained_lite0(normalize(timms))
+    assert torch.nn.functional.cosine_similarity(a, b).min() > 0.9999
+    assert Image.fromarray(ours[0].numpy()).size == (224, 224)
 
 
 def test_big_jpegs_decode_at_reduced_scale_never_below_the_resize(pretrained_lite0,

@@ -1,0 +1,204 @@
+"""Inference runtimes: PyTorch, ONNX Runtime and OpenVINO behind one ``run(pixels)``.
+
+Every runtime takes uint8 (n, H, W, 3) pixels and returns float32 outputs of one
+function (:class:`~indexer.model.export.PixelFunction`): PyTorch runs the module
+itself; ONNX Runtime and OpenVINO run its exported graph
+(:func:`~indexer.model.export.ensure_graph`), and :func:`open_runtime` checks their
+outputs for the graph's reference photos against PyTorch's before handing them out.
+
+Measured on the 2-core development machine (AMD EPYC, AVX2; pooled Lite0 features):
+PyTorch eager 46 img/s at batch 8, ONNX Runtime 113, OpenVINO 210; one image 19.3,
+11 and 5.5 ms. Which is fastest depends on the CPU, so ``auto`` measures
+(:mod:`indexer.model.calibrate`). A runtime that is not installed, or whose graph
+fails its check, gives way to the next choice with the reason logged.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import threading
+from collections.abc import Callable
+from typing import Literal
+
+import numpy as np
+import torch
+
+from indexer.model.device import autocast_context, usable_cores
+from indexer.model.export import (
+    GRAPH_MIN_COSINE,
+    INPUT_NAME,
+    ExportedGraph,
+    GraphRefused,
+    check_outputs,
+)
+
+log = logging.getLogger(__name__)
+
+RuntimeName = Literal["auto", "openvino", "onnxruntime", "torch"]
+RUNTIMES = ("auto", "openvino", "onnxruntime", "torch")
+GRAPH_RUNTIMES = ("openvino", "onnxruntime")  # the ones that run an exported graph
+# Reduced precision (bf16 / fp16) moves vectors by ~1e-3; the index tolerates that.
+REDUCED_MIN_COSINE = 0.999
+
+
+class RuntimeUnavailable(RuntimeError):
+    """A runtime that cannot run here (not installed, no such device); the reason."""
+
+
+def installed(name: str) -> bool:
+    """Whether the runtime's package imports (``torch`` always does)."""
+    if name == "torch":
+        return True
+    module = {"openvino": "openvino", "onnxruntime": "onnxruntime"}[name]
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):  # a module set to None in sys.modules, say
+        return False
+
+
+class Runtime:
+    """One function on one runtime. ``run`` batches; ``run_one`` is the latency path."""
+
+    name: str = "?"
+    precision: str = "fp32"
+
+    def run(self, pixels: np.ndarray | torch.Tensor) -> np.ndarray:
+        raise NotImplementedError
+
+    def run_one(self, pixels: np.ndarray | torch.Tensor) -> np.ndarray:
+        """A single image (a search query): (1, H, W, 3) in, (1, ...) out."""
+        return self.run(pixels)
+
+    def describe(self) -> str:
+        return f"{self.name} ({self.precision})"
+
+
+class TorchRuntime(Runtime):
+    """The module itself, normalised and autocast on its device (the reference)."""
+
+    name = "torch"
+
+    def __init__(self, function: torch.nn.Module, device: torch.device, precision: str) -> None:
+        self.function = function.eval().to(device, memory_format=torch.channels_last)
+        self.device = device
+        self.precision = precision
+
+    @torch.inference_mode()
+    def run(self, pixels: np.ndarray | torch.Tensor) -> np.ndarray:
+        if isinstance(pixels, np.ndarray):
+            pixels = torch.from_numpy(pixels)
+        pixels = pixels.to(self.device, non_blocking=True)
+        with autocast_context(self.precision, self.device):
+            outputs = self.function(pixels)
+        return outputs.float().cpu().numpy()
+
+
+def _as_numpy(pixels: np.ndarray | torch.Tensor) -> np.ndarray:
+    if isinstance(pixels, torch.Tensor):
+        pixels = pixels.cpu().numpy()
+    return np.ascontiguousarray(pixels, dtype=np.uint8)
+
+
+class OnnxRuntime(Runtime):
+    """ONNX Runtime: its CPU provider, or CUDA / TensorRT where installed and asked for."""
+
+    name = "onnxruntime"
+
+    def __init__(self, graph: ExportedGraph, device: torch.device, threads: int) -> None:
+        try:
+            import onnxruntime as ort
+        except ImportError as exc:
+            raise RuntimeUnavailable(f"onnxruntime is not installed ({exc})") from None
+        providers = ["CPUExecutionProvider"]
+        if device.type == "cuda":
+            offered = ort.get_available_providers()
+            gpu = [p for p in ("CUDAExecutionProvider",) if p in offered]
+            if not gpu:
+                raise RuntimeUnavailable("onnxruntime has no CUDA provider here "
+                                         "(install onnxruntime-gpu)")
+            providers = gpu + providers
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        # Passive between calls, like torch here (OMP_WAIT_POLICY): the loader needs the core.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        self.session = ort.InferenceSession(str(graph.path), options, providers=providers)
+        self.precision = "fp32"
+
+    def run(self, pixels: np.ndarray | torch.Tensor) -> np.ndarray:
+        # InferenceSession.run is thread-safe: API threads share one session.
+        return self.session.run(None, {INPUT_NAME: _as_numpy(pixels)})[0]
+
+
+class OpenVinoRuntime(Runtime):
+    """OpenVINO on the CPU: one compiled model for batches, one for single queries.
+
+    Both use the LATENCY hint (one stream on every thread): with synchronous calls from
+    one loader that measured faster here than THROUGHPUT's several narrower streams.
+    Infer requests are per thread (they are not thread-safe; API threads share us).
+    """
+
+    name = "openvino"
+
+    def __init__(self, graph: ExportedGraph, threads: int, precision: str) -> None:
+        try:
+            import openvino as ov
+        except ImportError as exc:
+            raise RuntimeUnavailable(f"openvino is not installed ({exc})") from None
+        self.precision = "bf16" if precision == "bf16" else "fp32"
+        config = {
+            "PERFORMANCE_HINT": "LATENCY",
+            "INFERENCE_NUM_THREADS": threads,
+            # OpenVINO would pick bf16 by itself on a CPU with AMX; we decide precision.
+            "INFERENCE_PRECISION_HINT": "bf16" if self.precision == "bf16" else "f32",
+        }
+        core = ov.Core()
+        self.compiled = core.compile_model(core.read_model(str(graph.path)), "CPU", config)
+        self.local = threading.local()
+
+    def _request(self):
+        request = getattr(self.local, "request", None)
+        if request is None:
+            request = self.local.request = self.compiled.create_infer_request()
+        return request
+
+    def run(self, pixels: np.ndarray | torch.Tensor) -> np.ndarray:
+        request = self._request()
+        request.infer({0: _as_numpy(pixels)})
+        return np.array(request.get_output_tensor(0).data, dtype=np.float32, copy=True)
+
+
+def open_runtime(name: str, *, torch_function: Callable[[], torch.nn.Module],
+                 graph: Callable[[], ExportedGraph], device: torch.device, precision: str,
+                 threads: int | None = None) -> Runtime:
+    """``name`` (not 'auto') for this function, checked against PyTorch when it is a graph.
+
+    ``torch_function`` and ``graph`` are called only when needed (a graph is exported at
+    most once). Raises :class:`RuntimeUnavailable` or
+    :class:`~indexer.model.export.GraphRefused` with the reason.
+    """
+    if name == "torch":
+        return TorchRuntime(torch_function(), device, precision)
+    if name not in GRAPH_RUNTIMES:
+        raise ValueError(f"runtime must be one of {', '.join(RUNTIMES)}; got {name!r}")
+    if not installed(name):
+        raise RuntimeUnavailable(f"{name} is not installed (pip install {name})")
+    if name == "openvino" and device.type != "cpu":
+        raise RuntimeUnavailable(f"openvino runs on the CPU here, not on {device}")
+    threads = threads or usable_cores()
+    try:
+        exported = graph()
+    except (GraphRefused, OSError):
+        raise
+    except Exception as exc:  # noqa: BLE001 - an exporter failure means: not this runtime
+        raise GraphRefused(f"ONNX export failed: {type(exc).__name__}: {exc}") from exc
+    runtime = (OnnxRuntime(exported, device, threads) if name == "onnxruntime"
+               else OpenVinoRuntime(exported, threads, precision))
+    min_cosine = GRAPH_MIN_COSINE if runtime.precision == "fp32" else REDUCED_MIN_COSINE
+    lowest = check_outputs(runtime.run(exported.check_pixels), exported, min_cosine,
+                           f"{name} on {exported.path.name}")
+    log.info("runtime %s checked: cosine to PyTorch %.6f on %d reference photos",
+             runtime.describe(), lowest, len(exported.check_pixels))
+    return runtime
