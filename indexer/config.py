@@ -25,6 +25,9 @@ MiB = 1024 * 1024
 # filters): the ceiling of LOOKALIKE_API_SEARCH_MAX_K, which decides the k allowed.
 MAX_K = 1024
 MIN_API_KEY_LENGTH = 16
+# Inference runtimes (indexer.model.runtime); auto: the fastest measured on the machine.
+RuntimeName = Literal["auto", "openvino", "onnxruntime", "torch"]
+RUNTIMES: tuple[str, ...] = ("auto", "openvino", "onnxruntime", "torch")
 URL_SETTINGS = ("database_url", "broker_url", "result_backend", "redis_url")
 
 
@@ -59,7 +62,7 @@ class Settings(BaseSettings):
     backbone: str = "tf_efficientnet_lite0"
     device: Literal["auto", "cpu", "cuda"] = "auto"
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
-    runtime: Literal["auto", "openvino", "onnxruntime", "torch"] = Field(
+    runtime: RuntimeName = Field(
         "auto", description="inference runtime; auto: the fastest measured here"
     )
     batch_size: int | None = Field(

@@ -24,6 +24,7 @@ from pathlib import Path
 from indexer import plugins
 from indexer.cli import index, jobs, pipeline, training
 from indexer.cli.common import CommandError, examples
+from indexer.config import RUNTIMES as RUNTIME_CHOICES
 from indexer.index.errors import IndexStoreError
 from indexer.vectors import VectorStoreError
 
@@ -52,6 +53,10 @@ def build_parser(
     parser.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG level")
     parser.add_argument(
         "--home", type=Path, help="data directory (default: $LOOKALIKE_HOME or ./lookalike-data)"
+    )
+    parser.add_argument(
+        "--runtime", choices=RUNTIME_CHOICES,
+        help="inference runtime (default: $LOOKALIKE_RUNTIME or auto, the fastest measured here)",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for group in CORE_GROUPS:

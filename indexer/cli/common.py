@@ -44,16 +44,25 @@ def add_command(
     return sub
 
 
+def global_overrides(args) -> dict:
+    """The global options given (``--home``, ``--runtime``), as settings overrides."""
+    overrides = {}
+    if getattr(args, "home", None):
+        overrides["home"] = args.home
+    if getattr(args, "runtime", None):
+        overrides["runtime"] = args.runtime
+    return overrides
+
+
 def settings_from(args):
-    """Settings from the environment, with ``--home`` over ``LOOKALIKE_HOME``."""
-    return load_settings(**({"home": args.home} if args.home else {}))
+    """Settings from the environment, with ``--home`` / ``--runtime`` over ``LOOKALIKE_*``."""
+    return load_settings(**global_overrides(args))
 
 
 def open_engine(args):
     from indexer.engine import Lookalike
 
-    overrides = {"home": args.home} if args.home else {}
-    return Lookalike.open(**overrides)
+    return Lookalike.open(**global_overrides(args))
 
 
 def job_queue(what: str, instead: str):

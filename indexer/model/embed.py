@@ -120,8 +120,6 @@ class Embedder:
     def _select_runtime(self, requested: str, batch_size: int | None, threads: int | None,
                         cache_dir: Path | None) -> Selection:
         function = PixelFunction(self.model, self.model.data_config)
-        if self.model.card is None:  # an unsaved model has no identity to export under
-            requested = "torch"
         size = tuple(self.preprocessor.input_size)
         shape = (*size, 3)
         what = (f"embed:{self.model.architecture}:{size[0]}x{size[1]}:d{self.model.dim}:"

@@ -10,6 +10,7 @@ vectors from different weights never mix in one store.
 from __future__ import annotations
 
 import functools
+import hashlib
 import logging
 import math
 import os
@@ -325,6 +326,8 @@ def graph_directory(model: EmbeddingModel, cache_dir: Path | None) -> Path:
     pretrained weights) ``cache_dir/graphs/<version>``, else a directory for this process."""
     if model.directory is not None:
         return model.directory / GRAPHS_DIR
+    if model.card is None:  # not saved yet (a trainer scoring its model): this process only
+        return _process_scratch() / f"unsaved-{state_digest(model)[:16]}"
     if cache_dir is not None:
         return Path(cache_dir) / "graphs" / model.version
     return _process_scratch() / model.version
@@ -333,11 +336,20 @@ def graph_directory(model: EmbeddingModel, cache_dir: Path | None) -> Path:
 def graph_identity(model: EmbeddingModel) -> dict[str, Any]:
     """What a graph of ``model`` must have been exported from, to stand in for it."""
     card = model.card
-    return {"graph": "embedding", "model_version": model.version,
-            "weights_sha256": card.weights_sha256 if card else None,
+    return {"graph": "embedding", "model_version": card.version if card else "unsaved",
+            "weights_sha256": card.weights_sha256 if card else state_digest(model),
             "architecture": model.architecture, "dim": model.dim,
             "input_size": list(model.data_config["input_size"]),
             "mean": list(model.data_config["mean"]), "std": list(model.data_config["std"])}
+
+
+def state_digest(module: nn.Module) -> str:
+    """sha256 of a module's weights and buffers, for one that has no weights file yet."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(module.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
 
 
 @functools.lru_cache(maxsize=1)

@@ -19,11 +19,11 @@ import importlib.util
 import logging
 import threading
 from collections.abc import Callable
-from typing import Literal
 
 import numpy as np
 import torch
 
+from indexer.config import RUNTIMES, RuntimeName  # noqa: F401 - re-exported
 from indexer.model.device import autocast_context, usable_cores
 from indexer.model.export import (
     GRAPH_MIN_COSINE,
@@ -35,8 +35,6 @@ from indexer.model.export import (
 
 log = logging.getLogger(__name__)
 
-RuntimeName = Literal["auto", "openvino", "onnxruntime", "torch"]
-RUNTIMES = ("auto", "openvino", "onnxruntime", "torch")
 GRAPH_RUNTIMES = ("openvino", "onnxruntime")  # the ones that run an exported graph
 # Reduced precision (bf16 / fp16) moves vectors by ~1e-3; the index tolerates that.
 REDUCED_MIN_COSINE = 0.999

@@ -145,3 +145,15 @@ class FrozenTail(nn.Module):
         h = self.bn2(self.conv_head(self.stages(h)))
         pooled = self.global_pool(h)
         return pooled.flatten(1) if pooled.dim() > 2 else pooled
+
+
+class Trunk(nn.Module):
+    """A split's frozen trunk as a module of its own (to export it, or run it elsewhere)."""
+
+    def __init__(self, split: BackboneSplit) -> None:
+        super().__init__()
+        self.backbone = split.backbone  # registered: .to() and deepcopy carry it
+        self.split = split
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.split.trunk(x)

@@ -23,7 +23,7 @@ from tqdm import tqdm
 from indexer.fsutil import atomic_write_text
 from indexer.model.loading import prefetched
 from indexer.model.preprocess import PixelNormalizer, Preprocessor
-from indexer.model.stages import BackboneSplit
+from indexer.model.runtime import Runtime
 from indexer.training.augment import make_view, view_rng
 from indexer.training.data import LabelledImage
 
@@ -54,10 +54,11 @@ class CachedInputs:
     @classmethod
     def open_or_build(
         cls, path: Path, key: dict, images: Sequence[LabelledImage], views: int,
-        split: BackboneSplit, preprocessor: Preprocessor, normalize: PixelNormalizer,
-        *, seed: int, batch_size: int, workers: int, autocast, progress: bool,
-        label: str,
+        trunk: Runtime, preprocessor: Preprocessor, *, seed: int, batch_size: int,
+        workers: int, progress: bool, label: str,
     ) -> CachedInputs:
+        """Reuse ``path`` if its key matches, else run ``trunk`` (a runtime of the frozen
+        trunk: uint8 pixels in, feature maps out) over every view of every image."""
         key_path = path.with_suffix(".json")
         if path.exists() and key_path.exists():
             try:
@@ -67,7 +68,6 @@ class CachedInputs:
             except (OSError, ValueError):
                 pass
         key_path.unlink(missing_ok=True)  # the key goes last: no key, no trusted cache
-        shape = None
         array = None
         total = len(images) * views
         bar = tqdm(total=total, unit="img", desc=f"caching {label} inputs", file=sys.stderr,
@@ -81,18 +81,14 @@ class CachedInputs:
             return view, start, load_views(images, positions, [view] * len(positions),
                                            preprocessor, seed, salt=0)
 
-        with torch.inference_mode():
-            for view, start, pixels in prefetched(jobs, load, workers, name="train-load"):
-                with autocast():
-                    x = normalize(pixels).contiguous(memory_format=torch.channels_last)
-                    features = split.trunk(x)
-                features = features.float().cpu().numpy().astype(np.float16)
-                if array is None:
-                    shape = (len(images), views, *features.shape[1:])
-                    array = np.lib.format.open_memmap(path, mode="w+", dtype=np.float16,
-                                                      shape=shape)
-                array[start : start + len(features), view] = features
-                bar.update(len(features))
+        for view, start, pixels in prefetched(jobs, load, workers, name="train-load"):
+            features = trunk.run(pixels).astype(np.float16)
+            if array is None:
+                shape = (len(images), views, *features.shape[1:])
+                array = np.lib.format.open_memmap(path, mode="w+", dtype=np.float16,
+                                                  shape=shape)
+            array[start : start + len(features), view] = features
+            bar.update(len(features))
         bar.close()
         array.flush()
         atomic_write_text(key_path, json.dumps(key, sort_keys=True))

@@ -85,7 +85,8 @@ def train_model(
     )
     log.info("training on %d images of %d classes (%d validation, %d test images)",
              len(data.train), len(data.train_classes), len(data.validation), len(data.test))
-    trainer = Trainer(config, data, run_dir, progress=progress)
+    trainer = Trainer(config, data, run_dir, progress=progress, runtime=settings.runtime,
+                      cache_dir=settings.runtime_cache_dir)
     result = trainer.fit(resume=resume, on_epoch_end=on_epoch_end)
     metrics = evaluate_test_classes(result.model, data, config, settings, progress)
     card_metrics = {
@@ -111,6 +112,7 @@ def train_model(
     # resume an unfinished run; the checkpoint stays for `--resume` with more epochs.
     for cache in run_dir.glob("inputs-*"):
         cache.unlink(missing_ok=True)
+    shutil.rmtree(run_dir / "onnx", ignore_errors=True)  # the trunk's graph, made for the cache
     return TrainOutcome(model_dir, card, metrics, result, data, data.skipped)
 
 

@@ -31,6 +31,7 @@ from torch import nn
 from tqdm import tqdm
 
 from indexer.model.backbone import backbone_data_config, build_backbone, create_backbone
+from indexer.model.calibrate import Selection, select_runtime
 from indexer.model.device import (
     autocast_context,
     resolve_device,
@@ -38,10 +39,11 @@ from indexer.model.device import (
     resolve_workers,
 )
 from indexer.model.evaluate import recall_and_map_at_r
+from indexer.model.export import ExportedGraph, PixelFunction, ensure_graph, reference_photos
 from indexer.model.loading import prefetched
-from indexer.model.modeldir import EmbeddingModel
+from indexer.model.modeldir import EmbeddingModel, state_digest
 from indexer.model.preprocess import PixelNormalizer, Preprocessor
-from indexer.model.stages import BackboneSplit
+from indexer.model.stages import BackboneSplit, Trunk
 from indexer.training.checkpoint import check_compatible, load_checkpoint, save_checkpoint
 from indexer.training.config import TrainConfig
 from indexer.training.data import TrainingData
@@ -77,8 +79,11 @@ def load_initial_backbone(config: TrainConfig) -> tuple[nn.Module, dict]:
 
 class Trainer:
     def __init__(self, config: TrainConfig, data: TrainingData, run_dir: Path,
-                 *, progress: bool = False) -> None:
+                 *, progress: bool = False, runtime: str = "auto",
+                 cache_dir: Path | None = None) -> None:
         self.config = config
+        self.runtime = runtime  # computes the frozen trunk's cache (inference only)
+        self.cache_dir = cache_dir
         self.data = data
         self.run_dir = Path(run_dir)
         self.progress = progress
@@ -145,18 +150,48 @@ class Trainer:
         config = self.config
         if self.split.trunk_is_empty:
             return LiveInputs(images, self.preprocessor, self.normalize, config.views)
+        trunk = self._trunk_runtime()
         key = {"images": [f"{i.path}\t{i.label}" for i in images], "backbone": config.backbone,
                "weights": config.weights, "train_stages": config.train_stages,
                "views": views or config.views, "seed": config.seed,
-               "precision": self.inference_precision, "format": 1}
+               "precision": trunk.runtime.precision, "runtime": trunk.runtime.name,
+               "format": 1}
         self.run_dir.mkdir(parents=True, exist_ok=True)
         return CachedInputs.open_or_build(
             self.run_dir / f"inputs-{label}.npy", key, images, views or config.views,
-            self.split, self.preprocessor, self.normalize, seed=config.seed,
-            batch_size=64, workers=self.workers,
-            autocast=lambda: autocast_context(self.inference_precision, self.device),
-            progress=self.progress, label=label,
+            trunk.runtime, self.preprocessor, seed=config.seed, batch_size=trunk.batch_size,
+            workers=self.workers, progress=self.progress, label=label,
         )
+
+    def _trunk_runtime(self) -> Selection:
+        """The frozen trunk on the fastest runtime here, checked against PyTorch; once a run.
+
+        Inference only: what trains (the tail, the head) stays in PyTorch.
+        """
+        if getattr(self, "_trunk", None) is not None:
+            return self._trunk
+        config = self.config
+        function = PixelFunction(Trunk(self.split), self.model.data_config)
+        identity = {"graph": "trunk", "backbone": config.backbone, "weights": config.weights,
+                    "weights_sha256": state_digest(self.split.backbone),
+                    "train_stages": config.train_stages,
+                    "input_size": list(self.model.data_config["input_size"])}
+        size = tuple(self.preprocessor.input_size)
+
+        def graph() -> ExportedGraph:
+            return ensure_graph(function, name="trunk", directory=self.run_dir / "onnx",
+                                identity=identity,
+                                check_pixels=reference_photos(self.preprocessor.from_image))
+
+        self._trunk = select_runtime(
+            self.runtime, device=self.device, precision=self.inference_precision, threads=None,
+            torch_function=lambda: function, graph=graph, input_shape=(*size, 3),
+            batch_size=None, cache_dir=self.cache_dir,
+            what=f"trunk:{config.backbone}:{config.train_stages}:{size[0]}x{size[1]}",
+        )
+        log.info("trunk cache on %s (%s), batch %d", self._trunk.runtime.describe(),
+                 self._trunk.reason, self._trunk.batch_size)
+        return self._trunk
 
     # -- forward passes --------------------------------------------------------------
 
