@@ -27,6 +27,7 @@ import functools
 import io
 import logging
 import math
+import os
 import threading
 import warnings
 from collections import Counter
@@ -160,7 +161,10 @@ class GpuJpegDecoder:
     def _read(self, position: int, path: Path) -> _Jpeg | None:
         """The file's bytes if its header makes it a device JPEG, else None (the CPU decides)."""
         try:
-            data = Path(path).read_bytes()
+            with Path(path).open("rb") as handle:  # into a bytearray: torch.frombuffer's, no copy
+                data = bytearray(os.fstat(handle.fileno()).st_size)
+                if handle.readinto(data) != len(data):
+                    return None  # changed while read: the CPU path reads it again
         except OSError:
             return None  # the CPU path words the reason
         # A truncated upload: Pillow rejects it; nvJPEG might hand back a grey bottom.
@@ -176,7 +180,7 @@ class GpuJpegDecoder:
             return None
         if not (0 < width * height <= self.max_pixels):
             return None
-        return _Jpeg(position, torch.frombuffer(bytearray(data), dtype=torch.uint8),
+        return _Jpeg(position, torch.frombuffer(data, dtype=torch.uint8),
                      height, width, orientation if isinstance(orientation, int) else 1)
 
     def _chunks(self, jpegs: list[_Jpeg]) -> Iterator[list[_Jpeg]]:

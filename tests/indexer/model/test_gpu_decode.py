@@ -52,7 +52,11 @@ def jpegs(tmp_path_factory, photo_files, sample_photos) -> list[Path]:
         paths.append(path)
     grey = folder / "grey.jpg"
     sample_photos["china"].convert("L").save(grey, quality=90)
-    return [*paths, grey]
+    paths.append(grey)
+    for subsampling, name in [(0, "444"), (1, "422")]:  # chroma at full and half width
+        paths.append(folder / f"chroma{name}.jpg")
+        sample_photos["flower"].save(paths[-1], quality=90, subsampling=subsampling)
+    return paths
 
 
 def _write(folder: Path, name: str, data: bytes) -> Path:
@@ -175,6 +179,22 @@ def test_exif_orientation_is_applied_like_the_cpu_path(device, preprocessor, tmp
     assert (upright[:100].mean((0, 1)) - red).abs().max() < 10
     assert (upright[-100:].mean((0, 1)) - blue).abs().max() < 10
     for pixels, path in zip(batch.pixels[1:], oriented, strict=True):
+        assert _mean_abs(pixels, preprocessor.from_path(path)) < 3.0, path.name
+
+
+def test_progressive_and_restart_marker_jpegs_match(device, preprocessor, sample_photos,
+                                                   tmp_path):
+    progressive = tmp_path / "progressive.jpg"
+    sample_photos["china"].save(progressive, quality=90, progressive=True)
+    restarts = tmp_path / "restarts.jpg"
+    sample_photos["flower"].save(restarts, quality=90, restart_marker_blocks=4)
+    decoder = GpuJpegDecoder(preprocessor, device)
+    batch = decoder.load([progressive, restarts], [0, 1])
+    assert batch.indices.tolist() == [0, 1]
+    # Whichever decoder took them (nvJPEG may hand progressive files to the CPU), the
+    # pixels are the CPU path's.
+    assert decoder.counts["device"] + decoder.counts["refused"] == 2
+    for pixels, path in zip(batch.pixels, [progressive, restarts], strict=True):
         assert _mean_abs(pixels, preprocessor.from_path(path)) < 3.0, path.name
 
 
