@@ -43,7 +43,14 @@ from indexer.model.device import (
     resolve_workers,
 )
 from indexer.model.export import ExportedGraph, PixelFunction, ensure_graph, reference_photos
-from indexer.model.loading import LoadedBatch, LoaderKind, choose_loader, load_batches
+from indexer.model.gpu_decode import GpuJpegDecoder, gpu_decoding_available
+from indexer.model.loading import (
+    LoadedBatch,
+    LoaderKind,
+    choose_loader,
+    load_batches,
+    prefetched,
+)
 from indexer.model.modeldir import EmbeddingModel, graph_directory, graph_identity
 from indexer.model.preprocess import DEFAULT_MAX_PIXELS, Preprocessor
 from indexer.model.runtime import RUNTIMES, Runtime, RuntimeName
@@ -73,7 +80,8 @@ class Embedder:
     'thread' (a thread pool: Pillow releases the GIL while decoding and resizing), or
     'auto' (see :func:`~indexer.model.loading.choose_loader`). ``threads``: the
     runtime's threads (None: automatic). ``draft``: decode big JPEGs at reduced scale.
-    ``max_pixels``: refuse larger images (decompression bombs).
+    ``max_pixels``: refuse larger images (decompression bombs). ``gpu_decode``: on CUDA,
+    decode JPEGs with nvJPEG (:mod:`indexer.model.gpu_decode`) where it works.
     """
 
     def __init__(
@@ -90,6 +98,7 @@ class Embedder:
         max_pixels: int = DEFAULT_MAX_PIXELS,
         runtime: RuntimeName | str = "auto",
         cache_dir: Path | None = None,
+        gpu_decode: bool = True,
     ) -> None:
         if batch_size is not None and batch_size < 1:
             raise ValueError(f"batch_size must be >= 1; got {batch_size}")
@@ -110,6 +119,13 @@ class Embedder:
         selection = self._select_runtime(runtime, batch_size, threads, cache_dir)
         self.runtime: Runtime = selection.runtime
         self.batch_size = selection.batch_size
+        # On CUDA the GPU's own JPEG decoder feeds the model (CPU decoding starved an
+        # H200 at 2% of its forward rate); photos it refuses take the CPU path.
+        self.gpu_decoder: GpuJpegDecoder | None = None
+        if (gpu_decode and self.device.type == "cuda" and self.runtime.name == "torch"
+                and gpu_decoding_available(self.device)):
+            self.gpu_decoder = GpuJpegDecoder(self.preprocessor, self.device,
+                                              workers=max(1, self.workers))
         logger.info(
             "embedder: %s on %s with %s (%s), batch %d, %d %s loader workers",
             model.card.version if model.card else model.architecture, self.device,
@@ -194,6 +210,19 @@ class Embedder:
         return self.runtime.run(pixels)
 
     def _load(self, paths: Sequence[Path]) -> Iterator[LoadedBatch]:
-        return load_batches(paths, self.preprocessor, batch_size=self.batch_size,
-                            workers=self.workers, loader=self.loader,
-                            pin_memory=self.device.type == "cuda")
+        if self.gpu_decoder is not None:
+            yield from self._load_on_gpu(paths)
+            return
+        yield from load_batches(paths, self.preprocessor, batch_size=self.batch_size,
+                                workers=self.workers, loader=self.loader,
+                                pin_memory=self.device.type == "cuda")
+
+    def _load_on_gpu(self, paths: Sequence[Path]) -> Iterator[LoadedBatch]:
+        """nvJPEG batches, the next one decoding while the model runs on this one."""
+        decoder = self.gpu_decoder
+
+        def load(start: int) -> LoadedBatch:
+            stop = min(start + self.batch_size, len(paths))
+            return decoder.load(paths[start:stop], range(start, stop))
+
+        yield from prefetched(range(0, len(paths), self.batch_size), load, 1, name="nvjpeg")
