@@ -43,7 +43,7 @@ from indexer.model.device import (
     resolve_workers,
 )
 from indexer.model.export import ExportedGraph, PixelFunction, ensure_graph, reference_photos
-from indexer.model.gpu_decode import GpuJpegDecoder, gpu_decoding_available
+from indexer.model.jpeg_decode import JpegBatchDecoder, gpu_decoding_available
 from indexer.model.loading import (
     LoadedBatch,
     LoaderKind,
@@ -81,7 +81,8 @@ class Embedder:
     'auto' (see :func:`~indexer.model.loading.choose_loader`). ``threads``: the
     runtime's threads (None: automatic). ``draft``: decode big JPEGs at reduced scale.
     ``max_pixels``: refuse larger images (decompression bombs). ``gpu_decode``: on CUDA,
-    decode JPEGs with nvJPEG (:mod:`indexer.model.gpu_decode`) where it works.
+    decode JPEGs with nvJPEG (:mod:`indexer.model.jpeg_decode`) where it works;
+    ``tensor_decode``: on a CPU, decode them with torchvision (Pillow when False).
     """
 
     def __init__(
@@ -99,6 +100,7 @@ class Embedder:
         runtime: RuntimeName | str = "auto",
         cache_dir: Path | None = None,
         gpu_decode: bool = True,
+        tensor_decode: bool = True,
     ) -> None:
         if batch_size is not None and batch_size < 1:
             raise ValueError(f"batch_size must be >= 1; got {batch_size}")
@@ -120,12 +122,16 @@ class Embedder:
         self.runtime: Runtime = selection.runtime
         self.batch_size = selection.batch_size
         # On CUDA the GPU's own JPEG decoder feeds the model (CPU decoding starved an
-        # H200 at 2% of its forward rate); photos it refuses take the CPU path.
-        self.gpu_decoder: GpuJpegDecoder | None = None
+        # H200 at 2% of its forward rate); on a CPU with a loader, torchvision's decoder
+        # and torch's uint8 resize cost less CPU than Pillow's. Photos either refuses
+        # take the Pillow path.
+        self.batch_decoder: JpegBatchDecoder | None = None
         if (gpu_decode and self.device.type == "cuda" and self.runtime.name == "torch"
                 and gpu_decoding_available(self.device)):
-            self.gpu_decoder = GpuJpegDecoder(self.preprocessor, self.device,
+            self.batch_decoder = JpegBatchDecoder(self.preprocessor, self.device,
                                               workers=max(1, self.workers))
+        elif self.device.type == "cpu" and self.workers > 0 and tensor_decode:
+            self.batch_decoder = JpegBatchDecoder(self.preprocessor, self.device, workers=1)
         logger.info(
             "embedder: %s on %s with %s (%s), batch %d, %d %s loader workers",
             model.card.version if model.card else model.architecture, self.device,
@@ -210,19 +216,22 @@ class Embedder:
         return self.runtime.run(pixels)
 
     def _load(self, paths: Sequence[Path]) -> Iterator[LoadedBatch]:
-        if self.gpu_decoder is not None:
-            yield from self._load_on_gpu(paths)
+        if self.batch_decoder is not None:
+            yield from self._load_jpeg_batches(paths)
             return
         yield from load_batches(paths, self.preprocessor, batch_size=self.batch_size,
                                 workers=self.workers, loader=self.loader,
                                 pin_memory=self.device.type == "cuda")
 
-    def _load_on_gpu(self, paths: Sequence[Path]) -> Iterator[LoadedBatch]:
-        """nvJPEG batches, the next one decoding while the model runs on this one."""
-        decoder = self.gpu_decoder
+    def _load_jpeg_batches(self, paths: Sequence[Path]) -> Iterator[LoadedBatch]:
+        """Decoded batches (:mod:`indexer.model.jpeg_decode`), the next one decoding in a
+        loader thread while the model runs on this one."""
+        decoder = self.batch_decoder
 
         def load(start: int) -> LoadedBatch:
+            if self.device.type == "cpu":
+                torch.set_num_threads(1)  # this loader thread's own: the runtime has the cores
             stop = min(start + self.batch_size, len(paths))
             return decoder.load(paths[start:stop], range(start, stop))
 
-        yield from prefetched(range(0, len(paths), self.batch_size), load, 1, name="nvjpeg")
+        yield from prefetched(range(0, len(paths), self.batch_size), load, 1, name="embed-decode")

@@ -5,9 +5,9 @@ needed; nothing outside reachable). On ``--device`` it measures, in images/s:
 
 * the model's forward pass alone (random uint8 batches through ``PixelNormalizer``,
   autocast: fp16 on CUDA), the ceiling the pipelines are compared to;
-* decoding alone, with the CPU loaders (``load_batches``) and with ``GpuJpegDecoder``;
+* decoding alone, with the CPU loaders (``load_batches``) and with ``JpegBatchDecoder``;
 * the pipeline with the CPU decoders (``Embedder.embed_paths``, as the product runs);
-* the pipeline with ``GpuJpegDecoder`` feeding the same model: files read and headers
+* the pipeline with ``JpegBatchDecoder`` feeding the same model: files read and headers
   checked on threads, decode/resize on the device, batches prefetched ``--prefetch`` ahead.
 
 It also checks that both pipelines give the same vectors (cosine per image) and counts
@@ -36,7 +36,7 @@ if str(REPO) not in sys.path:  # runnable as a plain script from anywhere
 
 # indexer.model before torch: it sets the OpenMP wait policy the product runs with.
 from indexer.model.embed import Embedder  # noqa: E402, I001
-from indexer.model.gpu_decode import GpuJpegDecoder, gpu_decoding_available  # noqa: E402
+from indexer.model.jpeg_decode import JpegBatchDecoder, gpu_decoding_available  # noqa: E402
 from indexer.model.loading import LoadedBatch, load_batches, prefetched  # noqa: E402
 from indexer.model.modeldir import pretrained_model  # noqa: E402
 from indexer.model.preprocess import Preprocessor  # noqa: E402
@@ -59,9 +59,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--workers", type=int, default=-1,
                         help="CPU-decoder loader workers (default -1: the Embedder's choice)")
     parser.add_argument("--decode-threads", type=int, default=8,
-                        help="GpuJpegDecoder's threads reading files (default 8)")
+                        help="JpegBatchDecoder's threads reading files (default 8)")
     parser.add_argument("--prefetch", type=int, default=2,
-                        help="GpuJpegDecoder batches loading ahead of the model (default 2)")
+                        help="JpegBatchDecoder batches loading ahead of the model (default 2)")
     parser.add_argument("--out", type=Path, help="folder for gpu-embed-report.json")
     return parser.parse_args(argv)
 
@@ -100,7 +100,7 @@ def forward_rate(embedder: Embedder, batches: int) -> float:
     return images / seconds
 
 
-def gpu_batches(decoder: GpuJpegDecoder, paths: list[Path], batch_size: int,
+def gpu_batches(decoder: JpegBatchDecoder, paths: list[Path], batch_size: int,
                 prefetch: int) -> Iterator[LoadedBatch]:
     def load(start: int) -> LoadedBatch:
         stop = min(start + batch_size, len(paths))
@@ -135,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
     model = pretrained_model(args.arch, args.weights)
     embedder = Embedder(model, device=args.device, batch_size=batch_size, workers=args.workers)
     preprocessor = Preprocessor(model.data_config)
-    decoder = GpuJpegDecoder(preprocessor, device, workers=args.decode_threads)
+    decoder = JpegBatchDecoder(preprocessor, device, workers=args.decode_threads)
     warm = paths[:batch_size]
     rows: dict[str, float] = {}
 
@@ -171,9 +171,9 @@ def main(argv: list[str] | None = None) -> int:
     if cuda:
         torch.cuda.reset_peak_memory_stats(device)
     for name, run in [("decode only, CPU loaders", cpu_decode),
-                      ("decode only, GpuJpegDecoder", gpu_decode),
+                      ("decode only, JpegBatchDecoder", gpu_decode),
                       ("embed, CPU decoders (Embedder)", cpu_pipeline),
-                      ("embed, GpuJpegDecoder", gpu_pipeline)]:
+                      ("embed, JpegBatchDecoder", gpu_pipeline)]:
         seconds, images = timed(device, run)
         rows[name] = images / seconds
 
@@ -181,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
     how = f"{embedder.loader} x{embedder.workers}" if embedder.workers else "in-line"
     print(f"\n{model.version}  {torch.cuda.get_device_name(device) if cuda else 'cpu'}  "
           f"{embedder.precision}  batch {batch_size}  {len(paths)} images from {args.images}\n"
-          f"CPU loaders: {how};  GpuJpegDecoder: {args.decode_threads} threads, "
+          f"CPU loaders: {how};  JpegBatchDecoder: {args.decode_threads} threads, "
           f"{args.prefetch} batches ahead")
     print(f"{'':34} {'images/s':>10} {'% of forward':>13}")
     for name, rate in rows.items():
@@ -190,12 +190,12 @@ def main(argv: list[str] | None = None) -> int:
     cosines = np.sum(cpu_vectors * gpu_vectors, axis=1)  # both L2-normalised; 0 where failed
     embedded = np.linalg.norm(cpu_vectors, axis=1) > 0
     counts = {key: decoder.counts[key] // 2 for key in ("device", "header", "refused", "failed")}
-    print(f"GpuJpegDecoder per pass: {counts['device']} on the device, {counts['header']} "
+    print(f"JpegBatchDecoder per pass: {counts['device']} on the device, {counts['header']} "
           f"to the CPU by header, {counts['refused']} refused by the device decoder, "
           f"{counts['failed']} failed")
     if embedded.any():
         kept = cosines[embedded]
-        print(f"cosine GpuJpegDecoder vs CPU decoders on {kept.size} images: min {kept.min():.5f}"
+        print(f"cosine JpegBatchDecoder vs CPU decoders on {kept.size} images: min {kept.min():.5f}"
               f"  median {statistics.median(kept.tolist()):.5f}"
               f"  below 0.999: {int((kept < 0.999).sum())}  below 0.99: {int((kept < 0.99).sum())}")
     peak = torch.cuda.max_memory_allocated(device) / 2**30 if cuda else None

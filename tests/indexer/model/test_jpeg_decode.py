@@ -1,4 +1,4 @@
-"""indexer.model.gpu_decode: device JPEG decoding matches the CPU Preprocessor, bad files fall back.
+"""indexer.model.jpeg_decode: device JPEG decoding matches the CPU Preprocessor, bad files fall back.
 
 Every test runs on the CPU (torchvision's libjpeg-turbo decoder, the same code path) and
 on CUDA when there is one (nvJPEG).
@@ -14,7 +14,7 @@ import torch
 from PIL import Image
 
 from indexer.images import ImageRejected
-from indexer.model.gpu_decode import GpuJpegDecoder, gpu_decoding_available, resized_size
+from indexer.model.jpeg_decode import JpegBatchDecoder, gpu_decoding_available, resized_size
 from indexer.model.preprocess import PixelNormalizer, Preprocessor
 from tests import images_factory as factory
 
@@ -84,7 +84,7 @@ def _mean_abs(a: torch.Tensor, b: torch.Tensor) -> float:
 
 
 def test_pixels_match_the_cpu_preprocessor(device, pretrained_lite0, preprocessor, jpegs):
-    decoder = GpuJpegDecoder(preprocessor, device)
+    decoder = JpegBatchDecoder(preprocessor, device)
     batch = decoder.load(jpegs, range(len(jpegs)))
     assert batch.failures == []
     assert batch.indices.tolist() == list(range(len(jpegs)))
@@ -114,7 +114,7 @@ def test_vectors_match_the_cpu_path(device, pretrained_lite0, preprocessor, jpeg
         return model(normalize(pixels))
 
     try:
-        decoded = GpuJpegDecoder(preprocessor, device).load(jpegs, range(len(jpegs)))
+        decoded = JpegBatchDecoder(preprocessor, device).load(jpegs, range(len(jpegs)))
         on_device = vectors(decoded.pixels)
         full = vectors(torch.stack([exact.from_path(path) for path in jpegs]))
         draft = vectors(torch.stack([preprocessor.from_path(path) for path in jpegs]))
@@ -131,7 +131,7 @@ def test_other_formats_take_the_cpu_path_in_position(device, preprocessor, jpegs
     png = _write(tmp_path, "photo.png", factory.png_bytes(seed=4, size=(200, 150)))
     cmyk = _write(tmp_path, "print.jpg", factory.cmyk_jpeg_bytes())
     paths = [jpegs[0], png, jpegs[1], cmyk]
-    decoder = GpuJpegDecoder(preprocessor, device)
+    decoder = JpegBatchDecoder(preprocessor, device)
     batch = decoder.load(paths, [10, 11, 12, 13])
     assert batch.indices.tolist() == [10, 11, 12, 13] and batch.failures == []
     assert decoder.counts["header"] == 2 and decoder.counts["device"] == 2
@@ -147,7 +147,7 @@ def test_bad_jpegs_fail_with_the_cpu_reason_and_the_rest_loads(device, preproces
     bogus = _write(tmp_path, "bogus.jpg", _bad_huffman_jpeg())
     text = _write(tmp_path, "text.jpg", factory.text_bytes())
     paths = [jpegs[0], truncated, jpegs[1], bogus, jpegs[2], text]
-    decoder = GpuJpegDecoder(preprocessor, device)
+    decoder = JpegBatchDecoder(preprocessor, device)
     batch = decoder.load(paths, range(len(paths)))
     assert batch.indices.tolist() == [0, 2, 4]
     assert batch.failures == [(1, _cpu_reason(preprocessor, truncated)),
@@ -170,7 +170,7 @@ def test_exif_orientation_is_applied_like_the_cpu_path(device, preprocessor, tmp
         path = tmp_path / f"orientation{orientation}.jpg"
         factory.photo_like(5, (300, 200)).save(path, quality=95, exif=exif.tobytes())
         oriented.append(path)
-    decoder = GpuJpegDecoder(preprocessor, device)
+    decoder = JpegBatchDecoder(preprocessor, device)
     batch = decoder.load([rotated, *oriented], range(9))
     assert decoder.counts["device"] == 9
     upright = batch.pixels[0].cpu().float()
@@ -188,7 +188,7 @@ def test_progressive_and_restart_marker_jpegs_match(device, preprocessor, sample
     sample_photos["china"].save(progressive, quality=90, progressive=True)
     restarts = tmp_path / "restarts.jpg"
     sample_photos["flower"].save(restarts, quality=90, restart_marker_blocks=4)
-    decoder = GpuJpegDecoder(preprocessor, device)
+    decoder = JpegBatchDecoder(preprocessor, device)
     batch = decoder.load([progressive, restarts], [0, 1])
     assert batch.indices.tolist() == [0, 1]
     # Whichever decoder took them (nvJPEG may hand progressive files to the CPU), the
@@ -202,7 +202,7 @@ def test_images_over_max_pixels_are_refused_with_the_cpu_reason(device, pretrain
                                                                 jpegs):
     small_limit = Preprocessor(pretrained_lite0.data_config, max_pixels=100_000)
     big = jpegs[3]  # 1600 x 1200
-    batch = GpuJpegDecoder(small_limit, device).load([jpegs[4], big], [0, 1])
+    batch = JpegBatchDecoder(small_limit, device).load([jpegs[4], big], [0, 1])
     assert batch.indices.tolist() == [0]
     assert batch.failures == [(1, _cpu_reason(small_limit, big))]
     assert batch.failures[0][1] == "image too large: 1600x1200 pixels exceeds limit 100000"
@@ -211,15 +211,15 @@ def test_images_over_max_pixels_are_refused_with_the_cpu_reason(device, pretrain
 def test_every_image_failing_gives_no_pixels(device, preprocessor, tmp_path):
     text = _write(tmp_path, "a.jpg", factory.text_bytes())
     missing = tmp_path / "missing.jpg"
-    batch = GpuJpegDecoder(preprocessor, device).load([text, missing], [7, 8])
+    batch = JpegBatchDecoder(preprocessor, device).load([text, missing], [7, 8])
     assert batch.pixels is None and batch.indices.tolist() == []
     assert [index for index, _ in batch.failures] == [7, 8]
     assert batch.failures[1][1] == _cpu_reason(preprocessor, missing)
 
 
 def test_small_decode_chunks_give_the_same_pixels(device, preprocessor, jpegs):
-    whole = GpuJpegDecoder(preprocessor, device).load(jpegs, range(len(jpegs)))
-    one_by_one = GpuJpegDecoder(preprocessor, device, decode_pixels=1, workers=1)
+    whole = JpegBatchDecoder(preprocessor, device).load(jpegs, range(len(jpegs)))
+    one_by_one = JpegBatchDecoder(preprocessor, device, decode_pixels=1, workers=1)
     chunked = one_by_one.load(jpegs, range(len(jpegs)))
     assert torch.equal(whole.pixels, chunked.pixels)
 
@@ -240,7 +240,7 @@ def test_non_square_input_and_crop_pct_follow_timm(device, pretrained_lite0, tmp
     for seed, size in enumerate([(300, 200), (200, 300), (128, 96)]):
         paths.append(tmp_path / f"{seed}.jpg")
         factory.photo_like(seed, size).save(paths[-1], quality=95)
-    batch = GpuJpegDecoder(preprocessor, device, crop_pct=0.9).load(paths, range(3))
+    batch = JpegBatchDecoder(preprocessor, device, crop_pct=0.9).load(paths, range(3))
     assert batch.pixels.shape == (3, 96, 128, 3)
     for pixels, path in zip(batch.pixels, paths, strict=True):
         assert _mean_abs(pixels, preprocessor.from_path(path)) < 1.0, path.name
@@ -248,9 +248,9 @@ def test_non_square_input_and_crop_pct_follow_timm(device, pretrained_lite0, tmp
 
 def test_bad_settings_are_refused(preprocessor):
     with pytest.raises(ValueError, match="interpolation must be one of bilinear, bicubic"):
-        GpuJpegDecoder(preprocessor, "cpu", interpolation="lanczos")
+        JpegBatchDecoder(preprocessor, "cpu", interpolation="lanczos")
     with pytest.raises(ValueError, match="indices"):
-        GpuJpegDecoder(preprocessor, "cpu").load([Path("a.jpg")], [])
+        JpegBatchDecoder(preprocessor, "cpu").load([Path("a.jpg")], [])
 
 
 def test_gpu_decoding_available_only_on_a_working_cuda_device():
@@ -261,5 +261,5 @@ def test_gpu_decoding_available_only_on_a_working_cuda_device():
 
 
 def test_indices_are_the_given_ones_as_int64(device, preprocessor, jpegs):
-    batch = GpuJpegDecoder(preprocessor, device).load(jpegs[:2], np.array([3, 9]))
+    batch = JpegBatchDecoder(preprocessor, device).load(jpegs[:2], np.array([3, 9]))
     assert batch.indices.dtype == np.int64 and batch.indices.tolist() == [3, 9]
