@@ -146,7 +146,8 @@ def test_a_forged_manifest_still_cannot_pass_other_vectors(tmp_path):
     manifest["graph_sha256"] = sha256_file(graph.path)
     manifest_path.write_text(json.dumps(manifest))
     forged = export(model)
-    assert forged.path.read_bytes() == other_graph.path.read_bytes()  # the manifest now vouches for the wrong graph
+    # The manifest now vouches for the wrong graph.
+    assert forged.path.read_bytes() == other_graph.path.read_bytes()
     with pytest.raises(GraphRefused, match="cosine to PyTorch"):
         open_runtime("onnxruntime", torch_function=lambda: None, graph=lambda: forged,
                      device=torch.device("cpu"), precision="fp32")

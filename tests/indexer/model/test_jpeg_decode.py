@@ -1,4 +1,4 @@
-"""indexer.model.jpeg_decode: device JPEG decoding matches the CPU Preprocessor, bad files fall back.
+"""indexer.model.jpeg_decode: device JPEG decoding matches the CPU path; bad files fall back.
 
 Every test runs on the CPU (torchvision's libjpeg-turbo decoder, the same code path) and
 on CUDA when there is one (nvJPEG).
