@@ -130,7 +130,8 @@ class Embedder:
                 and gpu_decoding_available(self.device)):
             self.batch_decoder = JpegBatchDecoder(self.preprocessor, self.device,
                                               workers=max(1, self.workers))
-        elif self.device.type == "cpu" and self.workers > 0 and tensor_decode:
+        elif (tensor_decode and self.device.type == "cpu" and self.workers > 0
+              and self.loader == "thread"):
             self.batch_decoder = JpegBatchDecoder(self.preprocessor, self.device, workers=1)
         logger.info(
             "embedder: %s on %s with %s (%s), batch %d, %d %s loader workers",

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
+from PIL import Image
 
 from indexer.model.embed import Embedder
 
@@ -57,20 +59,35 @@ def test_embed_images_matches_embed_paths(fp32, photo_files, reference):
     assert fp32.embed_images([]).shape == (0, 1280)
 
 
-@pytest.mark.parametrize("loader", ["process", "thread"])
+CUDA = torch.cuda.is_available()
+
+
+@pytest.mark.parametrize("loader, device, tensor_decode", [
+    pytest.param("process", "cpu", False, id="process"),
+    pytest.param("thread", "cpu", False, id="thread-pillow"),
+    pytest.param("thread", "cpu", True, id="thread-torchvision"),
+    pytest.param("auto", "cuda", True, id="cuda-nvjpeg" if CUDA else "cuda-absent-skipped",
+                 marks=pytest.mark.skipif(not CUDA, reason="CUDA absent")),
+])
 def test_bad_files_are_reported_and_the_rest_embedded(
-    pretrained_lite0, photo_files, tmp_path, loader
+    pretrained_lite0, photo_files, tmp_path, loader, device, tensor_decode
 ):
+    """Also the JPEG batch decoders' fallback: what they refuse takes the Pillow path."""
     corrupt = tmp_path / "corrupt.jpg"
     corrupt.write_bytes(b"\xff\xd8\xff\xe0 this is not really a jpeg")
     truncated = tmp_path / "truncated.jpg"
     truncated.write_bytes(photo_files[1].read_bytes()[:2000])
     paths = [photo_files[0], corrupt, tmp_path / "missing.jpg", truncated, photo_files[1]]
-    embedder = Embedder(pretrained_lite0, precision="fp32", batch_size=8, workers=1,
-                        loader=loader)
+    png = tmp_path / "photo.png"
+    Image.open(photo_files[0]).save(png)
+    paths.append(png)
+    embedder = Embedder(pretrained_lite0, device=device, precision="fp32", batch_size=8,
+                        workers=1, loader=loader, tensor_decode=tensor_decode)
+    assert (embedder.batch_decoder is not None) == (tensor_decode and loader != "process")
     indices, vectors, failures = embed_all(embedder, paths)
-    assert indices.tolist() == [0, 4]
-    assert vectors.shape == (2, 1280)
+    assert indices.tolist() == [0, 4, 5]
+    assert vectors.shape == (3, 1280)
+    assert float(vectors[0] @ vectors[2]) > 0.999  # the PNG is the first photo
     reasons = dict(failures)
     assert sorted(reasons) == [1, 2, 3]
     assert "not found" in reasons[2] and "truncated" in reasons[3]

@@ -114,3 +114,29 @@ def test_warm_up_trains_only_the_head(labelled, tmp_path):
     changed = {k for k, v in result.model.state_dict().items()
                if v.is_floating_point() and not torch.equal(v, result.initial_state[k])}
     assert changed == {"head.weight", "head.bias"}
+
+
+def test_the_trunk_cache_runs_on_the_fast_runtime_with_pytorchs_values(labelled, tmp_path):
+    """Inference only: the cached trunk outputs come from the exported graph, checked
+    against PyTorch; the trained stages stay in PyTorch."""
+    import json
+
+    import numpy as np
+
+    from indexer.model.export import cosines
+
+    config = tiny_config(epochs=1, validation_fraction=0.4)
+    data = training_data(labelled, config)
+    arrays = {}
+    for runtime in ("onnxruntime", "torch"):
+        run_dir = tmp_path / runtime
+        Trainer(config, data, run_dir, runtime=runtime, cache_dir=tmp_path / "cache").fit()
+        key = json.loads((run_dir / "inputs-train.json").read_text())
+        assert key["runtime"] == runtime
+        arrays[runtime] = np.load(run_dir / "inputs-train.npy")
+    assert (tmp_path / "onnxruntime" / "onnx" / "trunk.onnx").is_file()
+    assert not (tmp_path / "torch" / "onnx").exists()
+    fast, reference = arrays["onnxruntime"], arrays["torch"]
+    assert fast.shape == reference.shape and fast.ndim == 5  # images, views, C, H, W
+    flat = fast.reshape(-1, *fast.shape[2:]).astype(np.float32)
+    assert cosines(flat, reference.reshape(flat.shape).astype(np.float32)).min() >= 0.9999
