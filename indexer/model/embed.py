@@ -129,7 +129,7 @@ class Embedder:
         if (gpu_decode and self.device.type == "cuda" and self.runtime.name == "torch"
                 and gpu_decoding_available(self.device)):
             self.batch_decoder = JpegBatchDecoder(self.preprocessor, self.device,
-                                              workers=max(1, self.workers))
+                                                workers=max(1, self.workers))
         elif (tensor_decode and self.device.type == "cpu" and self.workers > 0
               and self.loader == "thread"):
             self.batch_decoder = JpegBatchDecoder(self.preprocessor, self.device, workers=1)

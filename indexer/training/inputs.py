@@ -24,7 +24,7 @@ from indexer.fsutil import atomic_write_text
 from indexer.model.loading import prefetched
 from indexer.model.preprocess import PixelNormalizer, Preprocessor
 from indexer.model.runtime import Runtime
-from indexer.training.augment import make_view, view_rng
+from indexer.training.augment import make_view, photo_views, view_rng
 from indexer.training.data import LabelledImage
 
 log = logging.getLogger(__name__)
@@ -48,9 +48,10 @@ def all_views(images: Sequence[LabelledImage], positions: Sequence[int], views: 
     by_view: list[list[torch.Tensor]] = [[] for _ in range(views)]
     for position in positions:
         image = preprocessor.open(images[position].path)
-        for view in range(views):
-            rng = view_rng(seed, salt, int(position), view)
-            by_view[view].append(make_view(image, preprocessor, view, rng))
+        made = photo_views(image, preprocessor, list(range(views)),
+                           lambda view, p=int(position): view_rng(seed, salt, p, view))
+        for view, pixels in enumerate(made):
+            by_view[view].append(pixels)
     return [torch.stack(batch) for batch in by_view]
 
 
@@ -88,6 +89,8 @@ class CachedInputs:
         # Each photo is decoded once for all its views (a decode is ~a third of a view's
         # CPU cost, and the fast runtime leaves the loader little time).
         def load(start):
+            if workers > 0:  # a loader thread: one torch thread, the runtime has the cores
+                torch.set_num_threads(1)
             positions = list(range(start, min(start + batch_size, len(images))))
             return start, all_views(images, positions, views, preprocessor, seed, salt=0)
 

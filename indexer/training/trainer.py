@@ -112,6 +112,15 @@ class Trainer:
     # -- set-up ----------------------------------------------------------------------
 
     def _build(self) -> None:
+        self.build_model()
+        cache_started = time.monotonic()
+        self.train_inputs = self._inputs(self.data.train, "train")
+        self.val_inputs = (self._inputs(self.data.validation, "validation", views=1)
+                           if self.data.validation else None)
+        self.cache_seconds = time.monotonic() - cache_started
+
+    def build_model(self) -> None:
+        """The model, its split, loss and optimizers; nothing computed yet."""
         config = self.config
         torch.manual_seed(config.seed)
         backbone, data_config = load_initial_backbone(config)
@@ -140,17 +149,12 @@ class Trainer:
             if loss_params else None
         )
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
-        cache_started = time.monotonic()
-        self.train_inputs = self._inputs(self.data.train, "train")
-        self.val_inputs = (self._inputs(self.data.validation, "validation", views=1)
-                           if self.data.validation else None)
-        self.cache_seconds = time.monotonic() - cache_started
 
     def _inputs(self, images, label: str, views: int | None = None):
         config = self.config
         if self.split.trunk_is_empty:
             return LiveInputs(images, self.preprocessor, self.normalize, config.views)
-        trunk = self._trunk_runtime()
+        trunk = self.trunk_runtime()
         key = {"images": [f"{i.path}\t{i.label}" for i in images], "backbone": config.backbone,
                "weights": config.weights, "train_stages": config.train_stages,
                "views": views or config.views, "seed": config.seed,
@@ -163,7 +167,7 @@ class Trainer:
             workers=self.workers, progress=self.progress, label=label,
         )
 
-    def _trunk_runtime(self) -> Selection:
+    def trunk_runtime(self) -> Selection:
         """The frozen trunk on the fastest runtime here, checked against PyTorch; once a run.
 
         Inference only: what trains (the tail, the head) stays in PyTorch.
