@@ -100,6 +100,7 @@ def train_model(
         "seconds": round(result.seconds, 1),
         "train_images_per_second": round(result.images_per_second, 1),
         "trunk_cache_seconds": round(result.cache_seconds, 1),
+        "trunk_runtime_seconds": round(result.trunk_runtime_seconds, 1),
         "device": str(trainer.device),
         "mixed_precision": str(trainer.amp_dtype).removeprefix("torch.")
         if trainer.amp_dtype else None,

@@ -66,6 +66,7 @@ class TrainResult:
     loss: dict[str, Any]
     images_per_second: float  # training steps only
     cache_seconds: float  # computing the frozen trunk's outputs (0 when reused or none)
+    trunk_runtime_seconds: float = 0.0  # exporting, checking and measuring its runtime
     initial_state: dict[str, torch.Tensor] = field(repr=False, default_factory=dict)
 
 
@@ -113,6 +114,10 @@ class Trainer:
 
     def _build(self) -> None:
         self.build_model()
+        started = time.monotonic()
+        if not self.split.trunk_is_empty:
+            self.trunk_runtime()  # export, check, measure: apart from the cache's own time
+        self.trunk_runtime_seconds = time.monotonic() - started
         cache_started = time.monotonic()
         self.train_inputs = self._inputs(self.data.train, "train")
         self.val_inputs = (self._inputs(self.data.validation, "validation", views=1)
@@ -340,6 +345,7 @@ class Trainer:
             loss=self.loss.describe(),
             images_per_second=trained_images / train_seconds if train_seconds else 0.0,
             cache_seconds=self.cache_seconds,
+            trunk_runtime_seconds=self.trunk_runtime_seconds,
             initial_state=initial,
         )
 
