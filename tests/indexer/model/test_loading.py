@@ -67,3 +67,22 @@ def test_auto_loader_is_threads_on_cpu_and_unknown_loaders_are_refused():
     assert choose_loader("auto", torch.device("cuda")) == "process"
     with pytest.raises(ValueError, match="auto, process, thread"):
         choose_loader("fibers", cpu)
+
+
+def test_process_loaders_survive_a_process_running_openvino(tmp_path, pretrained_lite0):
+    """Forking a process whose OpenVINO thread pools ran crashed it (SIGSEGV): after
+    a graph runtime loads, loader processes come from a clean fork server instead."""
+    from PIL import Image
+
+    from indexer.model.embed import Embedder
+
+    Embedder(pretrained_lite0, runtime="openvino", precision="fp32", cache_dir=tmp_path / "c")
+    paths = []
+    for i in range(6):
+        path = tmp_path / f"{i}.png"
+        Image.new("RGB", (40, 30 + i), (0, i * 40, 0)).save(path)
+        paths.append(path)
+    for _ in range(2):
+        batches = list(load_batches(paths, Preprocessor(TINY_CONFIG), batch_size=4, workers=2,
+                                    loader="process", pin_memory=False))
+        assert [b.indices.tolist() for b in batches] == [[0, 1, 2, 3], [4, 5]]
