@@ -15,11 +15,15 @@ fails its check, gives way to the next choice with the reason logged.
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import ctypes
+import functools
 import importlib.util
 import logging
+import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import numpy as np
 import torch
@@ -136,6 +140,44 @@ class OnnxRuntime(Runtime):
         return self.session.run(None, {INPUT_NAME: _as_numpy(pixels)})[0]
 
 
+class _SignalStack(ctypes.Structure):  # stack_t of sigaltstack(2)
+    _fields_ = [("ss_sp", ctypes.c_void_p), ("ss_flags", ctypes.c_int),
+                ("ss_size", ctypes.c_size_t)]
+
+
+@contextlib.contextmanager
+def calling_threads_signal_stack() -> Iterator[None]:
+    """Keep the calling thread's alternate signal stack as it was.
+
+    OpenVINO's ``compile_model`` leaves a 20 KB alternate signal stack installed on
+    the thread that called it, which it does not keep valid: the next signal whose
+    Python handler runs there (Python installs handlers with SA_ONSTACK; torch's
+    DataLoader handles SIGCHLD) killed the process with SIGSEGV (SI_KERNEL) as soon as
+    a child process exited. Restoring the thread's previous setting avoids that.
+    """
+    libc = _libc()
+    if libc is None:
+        yield
+        return
+    before = _SignalStack()
+    saved = libc.sigaltstack(None, ctypes.byref(before)) == 0
+    try:
+        yield
+    finally:
+        if saved:
+            libc.sigaltstack(ctypes.byref(before), None)
+
+
+@functools.lru_cache(maxsize=1)
+def _libc():
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        return ctypes.CDLL(None, use_errno=True)
+    except OSError:
+        return None
+
+
 class OpenVinoRuntime(Runtime):
     """OpenVINO on the CPU: THROUGHPUT streams for batches, a LATENCY model for one query.
 
@@ -162,8 +204,9 @@ class OpenVinoRuntime(Runtime):
         }
         self.core = ov.Core()
         self.graph = self.core.read_model(str(graph.path))
-        self.batched = self.core.compile_model(self.graph, "CPU",
-                                               {**common, "PERFORMANCE_HINT": "THROUGHPUT"})
+        with calling_threads_signal_stack():
+            self.batched = self.core.compile_model(self.graph, "CPU",
+                                                   {**common, "PERFORMANCE_HINT": "THROUGHPUT"})
         self.streams = max(1, int(self.batched.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS")))
         self.common = common
         self._latency = None
@@ -194,8 +237,9 @@ class OpenVinoRuntime(Runtime):
         if request is None:
             with self._lock:  # compiled once, on the first query
                 if self._latency is None:
-                    self._latency = self.core.compile_model(
-                        self.graph, "CPU", {**self.common, "PERFORMANCE_HINT": "LATENCY"})
+                    with calling_threads_signal_stack():
+                        self._latency = self.core.compile_model(
+                            self.graph, "CPU", {**self.common, "PERFORMANCE_HINT": "LATENCY"})
             request = self.local.latency_request = self._latency.create_infer_request()
         request.infer({0: _as_numpy(pixels)})
         return np.array(request.get_output_tensor(0).data, dtype=np.float32)
