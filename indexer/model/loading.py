@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
-import sys
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -115,22 +114,8 @@ def _process_batches(paths: Sequence[Path], preprocessor: Preprocessor, batch_si
         collate_fn=_collate,
         pin_memory=pin_memory,
         prefetch_factor=2,
-        multiprocessing_context=_worker_context(),
     )
 
-
-def _worker_context() -> multiprocessing.context.BaseContext | None:
-    """How loader processes start: forked from this process (the default, fastest), or,
-    once OpenVINO or ONNX Runtime is loaded here, from a clean server process: a fork
-    of a process running their thread pools crashed it (a SIGSEGV in the parent). The
-    server starts once and imports this module (so torch) before it forks, so later
-    workers start about as fast as plain forks (like ``spawn``, it needs the usual
-    ``if __name__ == "__main__"`` guard in a script)."""
-    if not any(name in sys.modules for name in ("openvino", "onnxruntime")):
-        return None
-    context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload([__name__])
-    return context
 
 
 class _PathDataset(torch.utils.data.Dataset):

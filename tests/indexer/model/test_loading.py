@@ -70,8 +70,9 @@ def test_auto_loader_is_threads_on_cpu_and_unknown_loaders_are_refused():
 
 
 def test_process_loaders_survive_a_process_running_openvino(tmp_path, pretrained_lite0):
-    """Forking a process whose OpenVINO thread pools ran crashed it (SIGSEGV): after
-    a graph runtime loads, loader processes come from a clean fork server instead."""
+    """OpenVINO's compile_model left a broken alternate signal stack on its thread: the
+    DataLoader's SIGCHLD handler then crashed the process (SIGSEGV) when a worker
+    exited (indexer.model.runtime.calling_threads_signal_stack)."""
     from PIL import Image
 
     from indexer.model.embed import Embedder

@@ -120,3 +120,25 @@ def test_a_runtime_that_is_not_installed_gives_way(monkeypatch, pretrained_lite0
 def test_an_unknown_runtime_is_refused(pretrained_lite0):
     with pytest.raises(ValueError, match="runtime must be one of auto, openvino, onnxruntime"):
         Embedder(pretrained_lite0, runtime="tensorflow")
+
+
+def test_openvino_leaves_the_threads_signal_stack_as_it_was(pretrained_lite0, sample_photos,
+                                                            cache_dir):
+    """compile_model installs an alternate signal stack it does not keep valid; a signal
+    handled on it later killed the process (SIGSEGV), so the runtime puts it back."""
+    import ctypes
+
+    from indexer.model.runtime import _SignalStack
+
+    libc = ctypes.CDLL(None, use_errno=True)
+
+    def signal_stack():
+        current = _SignalStack()
+        assert libc.sigaltstack(None, ctypes.byref(current)) == 0
+        return current.ss_sp, current.ss_flags, current.ss_size
+
+    before = signal_stack()
+    embedder = Embedder(pretrained_lite0, runtime="openvino", cache_dir=cache_dir)
+    embedder.embed_images([sample_photos["china"]])  # the query model compiles lazily
+    assert embedder.runtime.name == "openvino"
+    assert signal_stack() == before
