@@ -10,7 +10,8 @@ threads, precision, runtime versions), so the next process on this machine reuse
 a result that no longer opens is measured again.
 
 Timing is crude on purpose (a warm-up call, then calls until a quarter second has
-passed): a few seconds once per machine and model, not a benchmark.
+passed, the ladder climbed twice and the better rate kept): ~10 s once per machine
+and model, not a benchmark.
 """
 
 from __future__ import annotations
@@ -176,6 +177,11 @@ def rate_ladder(runtime: Runtime, input_shape: Sequence[int],
         worse = worse + 1 if rates[batch] < 0.9 * max(rates.values()) else 0
         if worse == 2:
             break
+    # A second pass, best of the two per size: on shared cores one slow quarter second
+    # otherwise decides the batch (batch 4 won one run here, batch 16 the next).
+    for batch in list(rates):
+        pixels = rng.integers(0, 256, size=(batch, *input_shape), dtype=np.uint8)
+        rates[batch] = max(rates[batch], forward_rate(runtime, pixels))
     return rates
 
 
