@@ -72,9 +72,8 @@ def machine_key(device: torch.device, precision: str, threads: int, what: str) -
     if device.type == "cuda":
         hardware = torch.cuda.get_device_name(device)
     else:
-        hardware = _cpu_model() or platform.processor() or platform.machine()
-    versions = ",".join(f"{name}={_version(name)}" for name in ("torch", "onnxruntime",
-                                                               "openvino"))
+        hardware = cpu_model()
+    versions = ",".join(f"{name}={package_version(name)}" for name in RUNTIME_PACKAGES)
     return (f"{what}|{device.type}|{hardware}|cores={usable_cores()}|threads={threads}|"
             f"{precision}|{versions}")
 
@@ -230,7 +229,11 @@ def _write_cache(cache_dir: Path | None, key: str, entry: dict) -> None:
 _MEMORY: dict[str, dict] = {}  # without a cache directory: remembered for this process
 
 
-def _cpu_model() -> str | None:
+RUNTIME_PACKAGES = ("torch", "onnxruntime", "openvino")
+
+
+def cpu_model() -> str:
+    """The CPU's model name (what a measurement here holds for)."""
     try:
         with open("/proc/cpuinfo", encoding="ascii", errors="replace") as handle:
             for line in handle:
@@ -238,10 +241,10 @@ def _cpu_model() -> str | None:
                     return line.split(":", 1)[1].strip()
     except OSError:
         pass
-    return None
+    return platform.processor() or platform.machine()
 
 
-def _version(package: str) -> str:
+def package_version(package: str) -> str:
     try:
         return metadata.version(package)
     except metadata.PackageNotFoundError:

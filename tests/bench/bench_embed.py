@@ -35,7 +35,6 @@ import argparse
 import logging
 import math
 import os
-import platform
 import resource
 import statistics
 import sys
@@ -44,7 +43,6 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from importlib import metadata
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
@@ -53,7 +51,12 @@ if str(REPO) not in sys.path:  # runnable as a plain script from anywhere
 
 # indexer.model before torch: it sets the OpenMP wait policy the product runs with.
 from indexer.model.embed import Embedder  # noqa: E402, I001
-from indexer.model.calibrate import CALIBRATION_FILE  # noqa: E402
+from indexer.model.calibrate import (  # noqa: E402
+    CALIBRATION_FILE,
+    RUNTIME_PACKAGES,
+    cpu_model,
+    package_version,
+)
 from indexer.model.device import resolve_precision, usable_cores  # noqa: E402
 from indexer.model.export import PixelFunction, cosines  # noqa: E402
 from indexer.model.modeldir import load_model  # noqa: E402
@@ -186,24 +189,6 @@ def verdict(ok: bool) -> str:
     return "PASS" if ok else "FAIL"
 
 
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as handle:
-            for line in handle:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def version(package: str) -> str:
-    try:
-        return metadata.version(package)
-    except metadata.PackageNotFoundError:
-        return "-"
-
-
 def build_embedder(model, runtime: str, args: argparse.Namespace) -> tuple[Embedder, float]:
     """The product's embedder (batch measured for its runtime) and its construction time."""
     started = time.perf_counter()
@@ -328,7 +313,7 @@ def run(args: argparse.Namespace, paths: list[Path]) -> int:
 
     # The report.
     fastest = max(rows, key=lambda name: rows[name].rate)
-    versions = "  ".join(f"{p} {version(p)}" for p in ("torch", "onnxruntime", "openvino"))
+    versions = "  ".join(f"{p} {package_version(p)}" for p in RUNTIME_PACKAGES)
     print(f"\nmodel {model.version}  device {device}  CPU {cpu_model()}  "
           f"cores {usable_cores()}  precision {auto.precision}  "
           f"chosen {auto.runtime.describe()} batch {auto.batch_size}\n"
