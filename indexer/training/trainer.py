@@ -85,6 +85,7 @@ class Trainer:
         self.config = config
         self.runtime = runtime  # computes the frozen trunk's cache (inference only)
         self.cache_dir = cache_dir
+        self._trunk: Selection | None = None  # chosen once a run, by trunk_runtime()
         self.data = data
         self.run_dir = Path(run_dir)
         self.progress = progress
@@ -177,7 +178,7 @@ class Trainer:
 
         Inference only: what trains (the tail, the head) stays in PyTorch.
         """
-        if getattr(self, "_trunk", None) is not None:
+        if self._trunk is not None:
             return self._trunk
         config = self.config
         function = PixelFunction(Trunk(self.split), self.model.data_config)
