@@ -20,7 +20,7 @@ import json
 import logging
 import platform
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -67,6 +67,10 @@ def auto_candidates(device: torch.device) -> list[str]:
     return names or ["torch"]
 
 
+# How rates are measured; a change here makes earlier measurements stale.
+METHOD = "run_many-v2"
+
+
 def machine_key(device: torch.device, precision: str, threads: int, what: str) -> str:
     """Everything a measurement depends on, as one string."""
     if device.type == "cuda":
@@ -74,8 +78,8 @@ def machine_key(device: torch.device, precision: str, threads: int, what: str) -
     else:
         hardware = cpu_model()
     versions = ",".join(f"{name}={package_version(name)}" for name in RUNTIME_PACKAGES)
-    return (f"{what}|{device.type}|{hardware}|cores={usable_cores()}|threads={threads}|"
-            f"{precision}|{versions}")
+    return (f"{what}|{METHOD}|{device.type}|{hardware}|cores={usable_cores()}|"
+            f"threads={threads}|{precision}|{versions}")
 
 
 def select_runtime(
@@ -186,10 +190,15 @@ def rate_ladder(runtime: Runtime, input_shape: Sequence[int],
 
 def forward_rate(runtime: Runtime, pixels: np.ndarray, seconds: float = SECONDS_PER_SIZE
                  ) -> float:
+    """Images per second of ``runtime.run_many`` (the pipeline's path) on ``pixels``."""
     runtime.run(pixels)  # warm-up: first-call allocations, kernel choice
     calls, started = 0, time.perf_counter()
-    while calls < 2 or time.perf_counter() - started < seconds:
-        runtime.run(pixels)
+
+    def batches() -> Iterator[np.ndarray]:
+        while calls < 2 or time.perf_counter() - started < seconds:
+            yield pixels
+
+    for _ in runtime.run_many(batches(), lambda batch: batch):
         calls += 1
     return calls * len(pixels) / (time.perf_counter() - started)
 

@@ -202,12 +202,11 @@ class Embedder:
         bar = tqdm(total=len(paths), unit="img", desc="embedding", file=sys.stderr,
                    disable=not progress, dynamic_ncols=True)
         try:
-            for loaded in self._load(paths):
-                vectors = (
-                    self._forward(loaded.pixels)
-                    if loaded.pixels is not None
-                    else np.zeros((0, self.dim), dtype=np.float32)
-                )
+            # The runtime starts the next batch before this one's vectors are taken.
+            for loaded, vectors in self.runtime.run_many(self._load(paths),
+                                                         lambda loaded: loaded.pixels):
+                if vectors is None:
+                    vectors = np.zeros((0, self.dim), dtype=np.float32)
                 bar.update(len(loaded.indices) + len(loaded.failures))
                 yield EmbeddedBatch(loaded.indices, vectors, loaded.failures)
         finally:

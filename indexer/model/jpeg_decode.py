@@ -125,7 +125,7 @@ class JpegBatchDecoder:
             raise ValueError(f"{len(paths)} paths but {len(indices)} indices")
         results: dict[int, torch.Tensor | str] = {}
         counts: Counter[str] = Counter()
-        with ThreadPoolExecutor(self.workers, thread_name_prefix="gpu-decode") as pool:
+        with self._pool() as pool:
             headers = list(pool.map(self._read, range(len(paths)), paths))
             # Files the header sends to the CPU start decoding there at once, while the
             # device decodes the rest.
@@ -161,6 +161,13 @@ class JpegBatchDecoder:
             torch.stack(pixels) if pixels else None,
             failures,
         )
+
+    def _pool(self) -> ThreadPoolExecutor | _InlineExecutor:
+        # One worker (the CPU embedder's loader thread): a pool would only add a thread
+        # start and a hand-over per file.
+        if self.workers == 1:
+            return _InlineExecutor()
+        return ThreadPoolExecutor(self.workers, thread_name_prefix="gpu-decode")
 
     def _read(self, position: int, path: Path) -> _Jpeg | None:
         """The file's bytes if its header makes it a device JPEG, else None (the CPU decides)."""
@@ -255,6 +262,28 @@ class JpegBatchDecoder:
         except Exception as exc:  # noqa: BLE001 - never lose the batch to one image
             logger.warning("unexpected error preprocessing %s", path, exc_info=True)
             return f"preprocessing failed: {type(exc).__name__}: {exc}"
+
+
+class _InlineExecutor:
+    """The part of ThreadPoolExecutor that :meth:`JpegBatchDecoder.load` uses, run in the
+    calling thread."""
+
+    def __enter__(self) -> _InlineExecutor:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        return None
+
+    def map(self, function, *iterables):
+        return map(function, *iterables)
+
+    def submit(self, function, *args) -> Future:
+        future: Future = Future()
+        try:
+            future.set_result(function(*args))
+        except BaseException as exc:  # noqa: BLE001 - delivered by result(), as a pool would
+            future.set_exception(exc)
+        return future
 
 
 def eval_resize_crop(image: torch.Tensor, input_size: tuple[int, int], crop_pct: float,

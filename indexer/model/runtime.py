@@ -23,7 +23,9 @@ import importlib.util
 import logging
 import sys
 import threading
-from collections.abc import Callable, Iterator
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from typing import TypeVar
 
 import numpy as np
 import torch
@@ -48,6 +50,9 @@ GRAPH_RUNTIMES = ("openvino", "onnxruntime")  # the ones that run an exported gr
 # a deep feature map (the training trunk) bf16 itself only reaches ~0.997.
 REDUCED_MIN_COSINE = 0.999
 AUTOCAST_SLACK = 0.0005
+
+Item = TypeVar("Item")
+Pixels = np.ndarray | torch.Tensor
 
 
 class RuntimeUnavailable(RuntimeError):
@@ -78,6 +83,17 @@ class Runtime:
         """A single image (a search query): (1, H, W, 3) in, (1, ...) out."""
         return self.run(pixels)
 
+    def run_many(self, items: Iterable[Item], pixels_of: Callable[[Item], Pixels | None]
+                 ) -> Iterator[tuple[Item, np.ndarray | None]]:
+        """Each item with the outputs for its pixels (None where it has none), in order.
+
+        The pipeline's path: a runtime that can keep several batches in flight
+        (OpenVINO) starts the next before the last one's outputs are taken.
+        """
+        for item in items:
+            pixels = pixels_of(item)
+            yield item, None if pixels is None else self.run(pixels)
+
     def describe(self) -> str:
         return f"{self.name} ({self.precision})"
 
@@ -95,7 +111,7 @@ class TorchRuntime(Runtime):
     @torch.inference_mode()
     def run(self, pixels: np.ndarray | torch.Tensor) -> np.ndarray:
         if isinstance(pixels, np.ndarray):
-            pixels = torch.from_numpy(pixels)
+            pixels = torch.from_numpy(np.ascontiguousarray(pixels))
         pixels = pixels.to(self.device, non_blocking=True)
         with autocast_context(self.precision, self.device):
             outputs = self.function(pixels)
@@ -185,9 +201,14 @@ class OpenVinoRuntime(Runtime):
     asynchronously): a stream pre-empted by the image loader does not hold the others
     up at every layer the way one stream over all cores does. In the embedding pipeline
     on 2 cores that gave 218-247 img/s against 195-202 with one LATENCY stream, the same
-    forward rate alone. A single query runs on the LATENCY model: one stream, all threads.
-    Infer requests are per thread (they are not thread-safe; API threads share us).
+    forward rate alone. ``run_many`` keeps two batches in flight, so a stream that
+    finishes its part early starts on the next batch instead of waiting for the other
+    stream and for Python. A single query runs on the LATENCY model: one stream, all
+    threads. Infer requests are not thread-safe: each call takes a set of its own from
+    a pool (API threads share us).
     """
+
+    IN_FLIGHT_BATCHES = 2
 
     name = "openvino"
 
@@ -211,26 +232,72 @@ class OpenVinoRuntime(Runtime):
         self.common = common
         self._latency = None
         self._lock = threading.Lock()
+        self._idle_requests: list[list] = []  # sets of IN_FLIGHT_BATCHES * streams
         self.local = threading.local()
 
-    def _requests(self) -> list:
-        requests = getattr(self.local, "requests", None)
+    @contextlib.contextmanager
+    def _request_set(self) -> Iterator[list]:
+        with self._lock:
+            requests = self._idle_requests.pop() if self._idle_requests else None
         if requests is None:
-            requests = self.local.requests = [self.batched.create_infer_request()
-                                              for _ in range(self.streams)]
-        return requests
+            requests = [self.batched.create_infer_request()
+                        for _ in range(self.IN_FLIGHT_BATCHES * self.streams)]
+        try:
+            yield requests
+        finally:
+            with self._lock:
+                self._idle_requests.append(requests)
 
-    def run(self, pixels: np.ndarray | torch.Tensor) -> np.ndarray:
+    def _start(self, pixels: Pixels, free: deque) -> list:
         pixels = _as_numpy(pixels)
         parts = np.array_split(pixels, min(self.streams, len(pixels)))
-        requests = self._requests()[: len(parts)]
-        for request, part in zip(requests, parts, strict=True):
-            request.start_async({0: part})
+        started = [free.popleft() for _ in parts]
+        for request, part in zip(started, parts, strict=True):
+            request.start_async({0: part})  # copies the part: the caller may reuse it
+        return started
+
+    @staticmethod
+    def _collect(started: list, free: deque) -> np.ndarray:
         outputs = []
-        for request in requests:
+        for request in started:
             request.wait()
             outputs.append(np.array(request.get_output_tensor(0).data, dtype=np.float32))
+            free.append(request)
         return np.concatenate(outputs)
+
+    def run(self, pixels: np.ndarray | torch.Tensor) -> np.ndarray:
+        with self._request_set() as requests:
+            free = deque(requests)
+            return self._collect(self._start(pixels, free), free)
+
+    def run_many(self, items: Iterable[Item], pixels_of: Callable[[Item], Pixels | None]
+                 ) -> Iterator[tuple[Item, np.ndarray | None]]:
+        with self._request_set() as requests:
+            free = deque(requests)
+            pending: deque[tuple[Item, list | None]] = deque()
+            try:
+                for item in items:
+                    pixels = pixels_of(item)
+                    if pixels is None:
+                        pending.append((item, None))
+                        continue
+                    # Wait for the oldest batch only when its requests are needed.
+                    while len(free) < min(self.streams, len(pixels)):
+                        yield self._finish(pending.popleft(), free)
+                    pending.append((item, self._start(pixels, free)))
+                    while pending and pending[0][1] is None:
+                        yield pending.popleft()
+                while pending:
+                    yield self._finish(pending.popleft(), free)
+            finally:  # a consumer that stops early: no request may still be running
+                for _, started in pending:
+                    for request in started or ():
+                        request.wait()
+
+    def _finish(self, entry: tuple[Item, list | None], free: deque
+                ) -> tuple[Item, np.ndarray | None]:
+        item, started = entry
+        return item, None if started is None else self._collect(started, free)
 
     def run_one(self, pixels: np.ndarray | torch.Tensor) -> np.ndarray:
         request = getattr(self.local, "latency_request", None)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -94,16 +94,21 @@ class CachedInputs:
             positions = list(range(start, min(start + batch_size, len(images))))
             return start, all_views(images, positions, views, preprocessor, seed, salt=0)
 
-        starts = range(0, len(images), batch_size)
-        for start, by_view in prefetched(starts, load, workers, name="train-load"):
-            for view, pixels in enumerate(by_view):
-                features = trunk.run(pixels).astype(np.float16)
-                if array is None:
-                    shape = (len(images), views, *features.shape[1:])
-                    array = np.lib.format.open_memmap(path, mode="w+", dtype=np.float16,
-                                                      shape=shape)
-                array[start : start + len(features), view] = features
-                bar.update(len(features))
+        def view_batches() -> Iterator[tuple[int, int, torch.Tensor]]:
+            starts = range(0, len(images), batch_size)
+            for start, by_view in prefetched(starts, load, workers, name="train-load"):
+                for view, pixels in enumerate(by_view):
+                    yield start, view, pixels
+
+        # run_many: the runtime starts the next views before these features are stored.
+        for (start, view, _), features in trunk.run_many(view_batches(), lambda b: b[2]):
+            features = features.astype(np.float16)
+            if array is None:
+                shape = (len(images), views, *features.shape[1:])
+                array = np.lib.format.open_memmap(path, mode="w+", dtype=np.float16,
+                                                  shape=shape)
+            array[start : start + len(features), view] = features
+            bar.update(len(features))
         bar.close()
         array.flush()
         atomic_write_text(key_path, json.dumps(key, sort_keys=True))

@@ -146,12 +146,13 @@ class Row:
     samples: list[Sample] = field(default_factory=list)
 
     def measure(self, images: int) -> None:
-        """The runtime on random pixels, one warm-up call first (as the pipeline has had)."""
+        """The runtime on random pixels through ``run_many`` (the pipeline's path, batches
+        overlapped where the runtime can), one warm-up call first (as the pipeline has had)."""
         self.runtime.run(self.pixels)
         calls = max(1, math.ceil(images / self.batch))
         with timed(self.samples, calls * self.batch):
-            for _ in range(calls):
-                self.runtime.run(self.pixels)
+            for _ in self.runtime.run_many(range(calls), lambda _: self.pixels):
+                pass
 
     @property
     def rate(self) -> float:

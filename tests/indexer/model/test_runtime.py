@@ -71,8 +71,35 @@ def test_one_query_takes_the_latency_path_and_gives_the_batch_vector(
     assert cosines(one, batched).min() >= 0.9999
 
 
+@pytest.mark.parametrize("runtime", ["openvino", "torch"])
+def test_run_many_gives_each_item_its_own_outputs_in_order(runtime, pretrained_lite0,
+                                                          sample_photos, cache_dir):
+    """The pipeline's path: batches overlapped (OpenVINO) or not, the same outputs as
+    ``run`` batch by batch, items without pixels passed through, and a consumer that
+    stops early leaves nothing running (the next call still answers)."""
+    embedder = Embedder(pretrained_lite0, precision="fp32", runtime=runtime,
+                        cache_dir=cache_dir, batch_size=4)
+    photos = np.stack([embedder.preprocessor.from_image(photo).numpy()
+                       for photo in sample_photos.values()])
+    pixels = np.concatenate([photos, photos[:, :, ::-1], photos[:, ::-1]])  # 6 images
+    batches = [pixels[:3], None, pixels[3:], pixels[1:2], None, pixels[::-1]]
+    items = list(enumerate(batches))
+    answered = list(embedder.runtime.run_many(items, lambda item: item[1]))
+    assert [item for item, _ in answered] == items
+    for (_, batch), outputs in answered:
+        if batch is None:
+            assert outputs is None
+        else:
+            assert outputs.shape == (len(batch), embedder.dim)
+            assert cosines(outputs, embedder.runtime.run(batch)).min() >= 0.99999
+    stream = embedder.runtime.run_many(items, lambda item: item[1])
+    next(stream)
+    stream.close()
+    assert cosines(embedder.runtime.run(pixels), answered[-1][1][::-1]).min() >= 0.99999
+
+
 def test_openvino_is_safe_to_share_between_threads(pretrained_lite0, photo_files, cache_dir):
-    """API threads share one embedder; OpenVINO's infer requests are per thread."""
+    """API threads share one embedder; each call takes infer requests of its own."""
     embedder = Embedder(pretrained_lite0, precision="fp32", runtime="openvino",
                         cache_dir=cache_dir)
     expected = vectors(embedder, photo_files)
