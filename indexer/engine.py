@@ -263,11 +263,13 @@ class Lookalike:
 
         ``query``: image bytes, a path or a PIL image; an :class:`ItemQuery` or
         :class:`Item` (its stored vector); or a vector (see :mod:`indexer.search`).
-        ``k`` is from 1 to ``settings.api_search_max_k``. With filters (``label``,
-        ``product_id``, ``min_score``) or ``group_by_product`` (one hit per product)
-        the index is searched deeper and the neighbours filtered, so fewer than ``k``
-        hits may come back (``result.complete`` is then False). Every hit and both
-        reported versions come from one index version, even while ``CURRENT`` moves.
+        ``k`` is from 1 to ``settings.api_search_max_k``. ``label`` and ``product_id``
+        restrict the index search itself to the catalogue's matching items (exact: see
+        :mod:`indexer.index.searcher`); ``min_score`` ends the list at the first lower
+        score; ``group_by_product`` (one hit per product) searches deeper and groups.
+        Fewer than ``k`` hits may come back (``result.complete`` is then False). Every
+        hit and both reported versions come from one index version, even while
+        ``CURRENT`` moves.
 
         Raises :class:`ValueError` for a bad ``k`` or vector, ``ImageRejected`` for
         an image we refuse, :class:`UnknownItem` / :class:`ItemNotEmbedded` for an
@@ -278,10 +280,13 @@ class Lookalike:
         searcher = self.searcher()  # one version for the whole search
         vector = self._query_vector(query)
         manifest = searcher.index.manifest
-        depth = filters.depth(k, manifest.total, MAX_K)
+        within = (self.catalog.vector_ids_matching(label=label, product_id=product_id)
+                  if filters.restricts else None)
+        candidates = manifest.total if within is None else min(manifest.total, len(within))
+        depth = filters.depth(k, candidates, MAX_K)
         hits: list[SearchHit] = []
         if depth > 0:
-            scores, found = searcher.search(vector, depth)
+            scores, found = searcher.search(vector, depth, within=within)
             items = self.catalog.by_vector_ids([int(v) for v in found[0] if v >= 0])
             hits = filters.select(scores[0], found[0], items, k)
         return SearchResult(hits, k, searcher.version, manifest.model_version, depth)

@@ -22,7 +22,7 @@ import numpy as np
 
 from indexer.catalog import Item
 
-FILTER_OVERFETCH = 10  # with filters or grouping, look this many times deeper, then filter
+FILTER_OVERFETCH = 10  # grouping by product: look this many times deeper, then group
 
 
 class UnknownItem(KeyError):
@@ -66,8 +66,9 @@ class SearchHit:
 class SearchResult:
     """Hits best first, and the index and model versions that produced every one of them.
 
-    ``complete`` is False when fewer than ``k`` hits were found: the index holds fewer
-    vectors, or the filters left fewer within the over-fetched depth.
+    ``complete`` is False when fewer than ``k`` hits were found: the index (or the
+    filter's items) holds fewer vectors, ``min_score`` cut the list, or grouping by
+    product left fewer within the over-fetched depth.
     """
 
     hits: list[SearchHit]
@@ -92,7 +93,12 @@ class SearchResult:
 
 @dataclass(frozen=True)
 class Filters:
-    """Which neighbours a search keeps; all None/False keeps every one."""
+    """Which neighbours a search keeps; all None/False keeps every one.
+
+    ``label`` and ``product_id`` are exact: the search itself is restricted to the
+    matching items' vector ids (:meth:`restricts`), so a label held by one item in a
+    million still finds it. ``select`` checks them again on the hits' catalogue rows.
+    """
 
     label: str | None = None
     product_id: str | None = None
@@ -111,9 +117,15 @@ class Filters:
         return (self.label is not None or self.product_id is not None
                 or self.min_score is not None or self.group_by_product)  # fmt: skip
 
+    @property
+    def restricts(self) -> bool:
+        """Whether the search is restricted to the catalogue's ids for label/product."""
+        return self.label is not None or self.product_id is not None
+
     def depth(self, k: int, total: int, max_depth: int) -> int:
-        """How deep to search the index: deeper when filters may drop neighbours."""
-        return min(max_depth, total, k * FILTER_OVERFETCH if self.active else k)
+        """How deep to search ``total`` candidate vectors: deeper when grouping by
+        product may fold several neighbours into one hit."""
+        return min(max_depth, total, k * FILTER_OVERFETCH if self.group_by_product else k)
 
     def select(
         self, scores: np.ndarray, ids: np.ndarray, items: dict[int, Item], k: int

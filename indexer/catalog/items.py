@@ -22,6 +22,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
+import numpy as np
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Row
 
@@ -243,6 +244,27 @@ class ItemsMixin(CatalogBase):
                 for row in conn.execute(stmt):
                     found[row.vector_id] = item_from_row(row)
         return found
+
+    def vector_ids_matching(self, *, label: str | None = None,
+                            product_id: str | None = None) -> np.ndarray:
+        """Sorted vector ids (int64) of the live items with this label and/or product id.
+
+        What an exact filter restricts a search to (``IDSelector``); read through the
+        ``label`` and ``product_id`` indexes. Items not yet in the index may be among
+        them: a search simply does not find those.
+        """
+        if label is None and product_id is None:
+            raise ValueError("give a label, a product id or both")
+        conditions = [items_table.c.status != ItemStatus.DELETED.value]
+        if label is not None:
+            conditions.append(items_table.c.label == label)
+        if product_id is not None:
+            conditions.append(items_table.c.product_id == product_id)
+        with self.engine.connect() as conn:
+            found = conn.execute(sa.select(items_table.c.vector_id).where(*conditions)).scalars()
+            ids = np.fromiter(found, dtype=np.int64)
+        ids.sort()
+        return ids
 
     def items_with_status(
         self, status: str, limit: int | None = None, after_id: str | None = None

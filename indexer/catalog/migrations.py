@@ -72,11 +72,20 @@ def _widen_item_statuses(conn: Connection) -> None:
     conn.execute(sa.text("DROP TABLE items_before_3"))
 
 
+def _migrate_3_to_4(conn: Connection) -> None:
+    """Version 4 indexes items by label: a label filter reads its items' vector ids.
+
+    ``IF NOT EXISTS``: a SQLite catalog rebuilt by the step to 3 has it already."""
+    conn.execute(sa.text("CREATE INDEX IF NOT EXISTS ix_items_label ON items (label)"))
+
+
 def _sqlite_version(conn: Connection) -> tuple[int, ...]:
     return tuple(conn.dialect.dbapi.sqlite_version_info)
 
 
-MIGRATIONS: dict[int, Callable[[Connection], None]] = {1: _migrate_1_to_2, 2: _migrate_2_to_3}
+MIGRATIONS: dict[int, Callable[[Connection], None]] = {
+    1: _migrate_1_to_2, 2: _migrate_2_to_3, 3: _migrate_3_to_4,
+}
 
 
 def create_schema(conn: Connection, dialect: str, insert_ignore: Callable[..., bool]) -> None:

@@ -16,7 +16,8 @@ from sqlalchemy.engine import Engine, make_url
 
 from indexer.catalog.records import ItemStatus
 
-SCHEMA_VERSION = 3  # 2: jobs, job_entries, sources; 3: no fetches table, deleted items
+SCHEMA_VERSION = 4  # 2: jobs, job_entries, sources; 3: no fetches table, deleted items;
+# 4: items indexed by label (exact label filters read the matching ids)
 PG_SCHEMA_LOCK = 0x4C6F6F6B  # advisory lock key ("Look") serialising create_all
 ITEM_STATUS_CHECK = "status IN ({})".format(", ".join(f"'{s.value}'" for s in ItemStatus))
 
@@ -77,6 +78,7 @@ items_table = sa.Table(
     sa.CheckConstraint(ITEM_STATUS_CHECK, name="ck_items_status"),
     sa.Index("ix_items_status_id", "status", "id"),
     sa.Index("ix_items_product_id", "product_id"),
+    sa.Index("ix_items_label", "label"),
 )
 
 jobs_table = sa.Table(

@@ -221,11 +221,22 @@ def prefer_low_latency(index: faiss.Index) -> None:
         ivf.parallel_mode = 1
 
 
-def search_parameters(index: faiss.Index, nprobe: int | None) -> faiss.SearchParameters | None:
-    """Per-call search parameters (thread-safe, unlike setting ``index.nprobe``)."""
-    if nprobe is None or _extract_ivf(index) is None:
+def search_parameters(index: faiss.Index, nprobe: int | None,
+                      selector: faiss.IDSelector | None = None) -> faiss.SearchParameters | None:
+    """Per-call search parameters (thread-safe, unlike setting ``index.nprobe``).
+
+    ``selector``: only ids it holds can be found (faiss skips the others' codes). The
+    caller keeps it alive until the search returns: the parameters only point to it.
+    """
+    if _extract_ivf(index) is not None and nprobe is not None:
+        params = faiss.SearchParametersIVF(nprobe=int(nprobe))
+    elif selector is not None:
+        params = faiss.SearchParameters()
+    else:
         return None
-    return faiss.SearchParametersIVF(nprobe=int(nprobe))
+    if selector is not None:
+        params.sel = selector
+    return params
 
 
 def _try_factory(factory: str, dim: int) -> faiss.Index:

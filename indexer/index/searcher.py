@@ -10,11 +10,20 @@ compete for the cores (each query then waits for a descheduled thread at a
 barrier), so it is off by default. ``nprobe`` is passed per call as
 ``SearchParametersIVF``, so concurrent requests with different ``nprobe`` never
 race on shared index state.
+
+``within`` restricts a search to a set of vector ids (a label's or a product's
+items, from the catalog) inside faiss itself (an ``IDSelectorBatch`` in the search
+parameters), so a filter matching one item in a million still finds it. An IVF
+index probes more lists the smaller the set: ``nprobe / fraction`` of its lists
+(as many members as an unfiltered search sees), and all of them when that exceeds
+``nlist`` or the set holds at most :data:`EXACT_WITHIN` ids, so a selective filter
+is exact: every member's score is computed.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import os
 from concurrent.futures import ThreadPoolExecutor
 
@@ -26,6 +35,10 @@ from indexer.index.factory import prefer_low_latency, search_parameters
 from indexer.index.versions import LoadedIndex
 
 log = logging.getLogger(__name__)
+
+# A filter of at most this many ids probes every inverted list: exact, and cheap,
+# since only members' codes are scored (the rest cost one membership test each).
+EXACT_WITHIN = 10_000
 
 
 class ShardedSearcher:
@@ -78,14 +91,27 @@ class ShardedSearcher:
         return self.index.dim
 
     def search(
-        self, queries: np.ndarray, k: int, nprobe: int | None = None
+        self, queries: np.ndarray, k: int, nprobe: int | None = None, *,
+        within: np.ndarray | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Top-``k`` by inner product for each query row; ``nprobe`` defaults per index."""
+        """Top-``k`` by inner product for each query row; ``nprobe`` defaults per index.
+
+        ``within``: only these vector ids (int64) can be found (see the module doc);
+        an empty set finds nothing.
+        """
         queries = self._check_queries(queries)
         k = self._check_k(k)
         nprobe = self._check_nprobe(nprobe)
         shards = self.index.shards
-        params = [search_parameters(shard, nprobe) for shard in shards]
+        selector = None
+        if within is not None:
+            within = np.ascontiguousarray(np.unique(np.asarray(within, dtype=np.int64)))
+            if len(within) == 0:
+                return (np.full((len(queries), k), -np.inf, dtype=np.float32),
+                        np.full((len(queries), k), -1, dtype=np.int64))
+            selector = faiss.IDSelectorBatch(len(within), faiss.swig_ptr(within))
+            nprobe = self._nprobe_within(nprobe, len(within))
+        params = [search_parameters(shard, nprobe, selector) for shard in shards]
 
         def one(i: int) -> tuple[np.ndarray, np.ndarray]:
             # faiss.contrib.torch_utils (imported by pytorch-metric-learning) replaces
@@ -103,8 +129,19 @@ class ShardedSearcher:
                 heap.add_result(shard_scores, shard_ids)
             heap.finalize()
             scores, ids = heap.D, heap.I
+        del selector, within  # the parameters point into both until the searches return
         scores = np.where(ids < 0, -np.inf, scores).astype(np.float32, copy=False)
         return scores, ids
+
+    def _nprobe_within(self, nprobe: int | None, members: int) -> int | None:
+        """Lists to probe for a search restricted to ``members`` ids (module doc)."""
+        if nprobe is None:  # exact index
+            return None
+        nlist = self.index.nlist
+        total = max(1, self.index.manifest.total)
+        if members <= EXACT_WITHIN:
+            return nlist
+        return min(nlist, max(nprobe, math.ceil(nprobe * total / members)))
 
     def close(self) -> None:
         if self._pool is not None:

@@ -406,6 +406,61 @@ def time_against_flat(row: Row, searcher, flat: ShardedSearcher, queries, args) 
     return exact
 
 
+# Filtered queries: a label held by 1 item in 100,000, and one held by 1% of the items.
+FILTERS = (("1 in 100,000", 100_000), ("1%", 100))
+
+
+@dataclass
+class FilterRow:
+    name: str
+    members: int
+    recall: float = 0.0  # against brute force over the members: 1.0 is exact
+    p50_ms: float = 0.0
+    p99_ms: float = 0.0
+
+
+def filter_sets(n: int, queries: np.ndarray, base, ids: np.ndarray, seed: int
+                ) -> list[tuple[FilterRow, np.ndarray, np.ndarray]]:
+    """Each filter's member ids (random items) and its exact top-k among the members."""
+    rng = np.random.default_rng(seed + 77)
+    sets = []
+    for name, one_in in FILTERS:
+        rows = np.sort(rng.choice(n, max(1, n // one_in), replace=False))
+        k = min(K, len(rows))
+        _, found = faiss.knn(queries, np.ascontiguousarray(base[rows]), k,
+                             metric=faiss.METRIC_INNER_PRODUCT)
+        sets.append((FilterRow(name, len(rows)), ids[rows], ids[rows][found]))
+    return sets
+
+
+def measure_filters(searcher: ShardedSearcher, queries, sets, args) -> list[FilterRow]:
+    """Each filter through ``search(..., within=members)`` as the engine runs it: its
+    recall against the exact answer, and its single-query latency (selector included)."""
+    measured = []
+    for row, within, truth in sets:
+        found = searcher.search(queries, K, within=within)[1][:, : truth.shape[1]]
+        row.recall = recall_at_k(found, truth)
+        times = np.empty(min(len(queries), args.latency_queries))
+        for i, query in enumerate(queries[: len(times)]):
+            started = time.perf_counter()
+            searcher.search(query[None], K, within=within)
+            times[i] = time.perf_counter() - started
+        row.p50_ms, row.p99_ms = (float(v) for v in np.percentile(times * 1e3, [50, 99]))
+        log.info("filter %s: %s", row.name, row)
+        measured.append(row)
+    return measured
+
+
+def print_filters(rows: list[FilterRow], factory: str) -> None:
+    print(f"\nfiltered queries on the default index ({factory}), k={K}: "
+          "the search restricted to the members (IDSelector), recall against brute force "
+          "over the members")
+    print(f"{'filter':14} {'members':>9} {'recall@10':>9} {'p50 ms':>8} {'p99 ms':>8}")
+    for row in rows:
+        print(f"{row.name:14} {row.members:9,} {row.recall:9.4f} {row.p50_ms:8.3f} "
+              f"{row.p99_ms:8.3f}{'  exact' if row.recall == 1.0 else ''}")
+
+
 def print_table(rows: list[Row], flat: Row, args: argparse.Namespace) -> None:
     header = (
         f"{'index':18} {'factory':20} {'build s':>8} {'B/vec':>8} {'nprobe':>6} "
@@ -600,6 +655,7 @@ def main(argv: list[str] | None = None) -> int:
     for extra in args.extra:
         name, _, factory = extra.partition("=")
         rows.append(build(name, factory, base, ids, settings, args))
+    sets = filter_sets(args.n, queries, base, ids, args.seed) if auto is not None else []
     del base
     gc.collect()
     base_path.unlink(missing_ok=True)
@@ -616,6 +672,8 @@ def main(argv: list[str] | None = None) -> int:
             ) as searcher:
                 sweep_nprobe(row, searcher, queries, truth, args)
                 flat_times.append(time_against_flat(row, searcher, flat_searcher, queries, args))
+                if row is auto:
+                    filtered = measure_filters(searcher, queries, sets, args)
             gc.collect()
     if flat_times:
         every = np.concatenate(flat_times)
@@ -627,6 +685,7 @@ def main(argv: list[str] | None = None) -> int:
 
     print_table(rows, flat, args)
     if auto is not None:
+        print_filters(filtered, auto.factory)
         ok = auto.reached and auto.speedup >= 20
         print(
             f"\ndefault index ('auto' = {auto.factory}): recall@10 {auto.recall:.4f} at "
@@ -640,6 +699,7 @@ def main(argv: list[str] | None = None) -> int:
         payload = {
             "args": {key: str(value) for key, value in vars(args).items()},
             "rows": [asdict(row) for row in [flat, *rows]],
+            "filters": [asdict(row) for row in filtered] if auto is not None else [],
         }
         args.json.write_text(json.dumps(payload, indent=2))
     if not args.keep:

@@ -223,7 +223,7 @@ def test_every_query_kind_finds_the_same_neighbours(indexed, catalogue):
     assert by_path.model_version == indexed.model.version
 
 
-def test_filters_and_grouping_look_deeper_then_filter(indexed, catalogue):
+def test_filters_and_grouping(indexed, catalogue):
     query = shots(catalogue)[0]
     other = sorted({item.label for item in indexed.catalog.items_with_status("indexed")})[-1]
     labelled = indexed.search(query, k=4, label=other)
@@ -231,7 +231,7 @@ def test_filters_and_grouping_look_deeper_then_filter(indexed, catalogue):
     product = indexed.search(query, k=10, product_id=other)
     assert {hit.item.product_id for hit in product} == {other}
     assert len(product) == 4 and not product.complete  # the product has 4 shots
-    assert product.depth == 20  # over-fetched, capped at the index's size
+    assert product.depth == 4  # the search was restricted to the product's own vectors
 
     grouped = indexed.search(query, k=5, group_by_product=True)
     assert len({hit.item.product_id for hit in grouped}) == len(grouped) == 5
@@ -243,6 +243,34 @@ def test_filters_and_grouping_look_deeper_then_filter(indexed, catalogue):
     floor = scores[7]
     above = indexed.search(query, k=20, min_score=floor)
     assert [hit.score for hit in above] == [s for s in scores if s >= floor]
+
+
+def test_a_label_held_by_one_item_finds_it_however_unlike_the_query(indexed, catalogue):
+    """Label and product filters restrict the index search itself (the catalogue's ids
+    for them), not the neighbours found: the one match comes back even when every
+    other vector is closer to the query."""
+    from indexer.catalog.schema import items_table
+
+    query = shots(catalogue)[0]
+    least_like = indexed.search(query, k=20)[-1].item
+
+    def relabel(label):
+        with indexed.catalog.engine.begin() as conn:
+            conn.execute(items_table.update().where(items_table.c.id == least_like.id)
+                         .values(label=label))
+
+    relabel("one of a kind")
+    try:
+        found = indexed.search(query, k=5, label="one of a kind")
+        assert [hit.item.id for hit in found] == [least_like.id] and not found.complete
+        assert found.depth == 1
+        both = indexed.search(query, k=5, label="one of a kind",
+                              product_id=least_like.product_id)
+        assert [hit.item.id for hit in both] == [least_like.id]
+        assert len(indexed.search(query, k=5, label="one of a kind", product_id="nope")) == 0
+        assert len(indexed.search(query, k=5, label="no such label")) == 0
+    finally:  # the engine is the module's
+        relabel(least_like.label)
 
 
 def test_one_rule_for_k_and_errors_for_items_without_vectors(indexed, catalogue):

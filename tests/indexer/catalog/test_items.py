@@ -228,3 +228,21 @@ def test_failures_newest_first_and_limited(catalog):
     assert len(failures) == 3
     assert all(f.status == "failed" for f in failures)
     assert failures[0].updated_at >= failures[-1].updated_at
+
+
+def test_vector_ids_matching_a_label_or_product_leave_out_deleted_items(catalog):
+    for name, label, product in (("a", "shoes", "p1"), ("b", "shoes", "p2"),
+                                 ("c", "hats", "p1"), ("d", "shoes", "p1")):
+        catalog.add_item(name * 64, source="/x", label=label, product_id=product)
+    ids = {name: vector_id_for(name * 64) for name in "abcd"}
+    assert catalog.vector_ids_matching(label="shoes").tolist() == sorted(
+        ids[n] for n in "abd")
+    assert catalog.vector_ids_matching(product_id="p1").tolist() == sorted(
+        ids[n] for n in "acd")
+    assert catalog.vector_ids_matching(label="shoes", product_id="p1").tolist() == sorted(
+        ids[n] for n in "ad")
+    assert catalog.vector_ids_matching(label="socks").tolist() == []
+    catalog.mark_deleted(["d" * 64])
+    assert catalog.vector_ids_matching(label="shoes", product_id="p1").tolist() == [ids["a"]]
+    with pytest.raises(ValueError, match="label, a product id or both"):
+        catalog.vector_ids_matching()

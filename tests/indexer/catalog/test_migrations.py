@@ -200,7 +200,7 @@ def table_names(catalog: Catalog) -> set[str]:
 def test_a_version_2_catalog_is_upgraded_keeping_every_item_job_entry_and_source(catalog_url):
     write_old_catalog(catalog_url, version=2)
     with Catalog.open(catalog_url) as catalog:
-        assert catalog.schema_version() == SCHEMA_VERSION == 3
+        assert catalog.schema_version() == SCHEMA_VERSION == 4
         assert "fetches" not in table_names(catalog)
         columns = {c["name"] for c in sa.inspect(catalog.engine).get_columns("job_entries")}
         assert "fetch_id" not in columns and {"item_id", "replaces"} <= columns
@@ -228,13 +228,13 @@ def test_a_version_2_catalog_is_upgraded_keeping_every_item_job_entry_and_source
         # Items may be deleted now, and no foreign key of the old fetches holds the row.
         assert catalog.mark_deleted([GOOD]) == 1 and catalog.purge_deleted([GOOD]) == 1
     with Catalog.open(catalog_url) as again:  # opening a current catalog changes nothing
-        assert again.schema_version() == 3 and again.get(BAD) is not None
+        assert again.schema_version() == 4 and again.get(BAD) is not None
 
 
 def test_a_version_1_catalog_is_upgraded_through_version_2(catalog_url):
     write_old_catalog(catalog_url, version=1)
     with Catalog.open(catalog_url) as catalog:
-        assert catalog.schema_version() == 3
+        assert catalog.schema_version() == 4
         assert table_names(catalog) == {"schema_version", "items", "jobs", "job_entries",
                                         "sources"}  # fmt: skip
         assert catalog.get(GOOD).status == "indexed" and catalog.get(BAD).status == "failed"
@@ -243,6 +243,27 @@ def test_a_version_1_catalog_is_upgraded_through_version_2(catalog_url):
         assert catalog.get_job(job.id).total == 1
         catalog.register_source("/s")
         assert [s.location for s in catalog.sources()] == ["/s"]
+
+
+def label_indexes(catalog: Catalog) -> list[str]:
+    return [index["name"] for index in sa.inspect(catalog.engine).get_indexes("items")
+            if index["column_names"] == ["label"]]
+
+
+def test_a_version_3_catalog_gets_its_label_index_and_label_filters_read_it(catalog_url,
+                                                                            catalog):
+    catalog.add_item(GOOD, source="/x", label="shoes")
+    catalog.add_item(BAD, source="/x", label="hats")
+    with catalog.engine.begin() as conn:  # as the version-3 code left it
+        conn.execute(sa.text("DROP INDEX ix_items_label"))
+        conn.execute(schema_version_table.update().values(version=3))
+    catalog.close()
+    with Catalog.open(catalog_url) as upgraded:
+        assert upgraded.schema_version() == 4
+        assert label_indexes(upgraded) == ["ix_items_label"]
+        assert upgraded.vector_ids_matching(label="shoes").tolist() == [vector_id_for(GOOD)]
+    with Catalog.open(catalog_url) as again:  # a second open leaves it as it is
+        assert again.schema_version() == 4 and label_indexes(again) == ["ix_items_label"]
 
 
 def test_reopen_keeps_data_and_schema_version(catalog_url, catalog):

@@ -124,3 +124,60 @@ def test_low_latency_mode_returns_the_same_results(store, synth):
         single = np.vstack([searcher.search(q, 5)[1] for q in queries])
     assert (found == expected[1]).all() and (single == expected[1]).all()
     np.testing.assert_allclose(scores, expected[0], rtol=1e-5)
+
+
+def exact_within(vectors, ids, queries, within, k):
+    """Ground truth of a restricted search: brute force over the members only."""
+    rows = np.flatnonzero(np.isin(ids, within))
+    return exact_topk_rows(vectors[rows], ids[rows], queries, min(k, len(rows)))
+
+
+def exact_topk_rows(base, ids, queries, k):
+    scores = queries @ base.T
+    order = np.argsort(-scores, axis=1)[:, :k]
+    return np.take_along_axis(scores, order, axis=1), ids[order]
+
+
+@pytest.mark.parametrize(("kind", "members"), [
+    ("ivf_flat", 1), ("ivf_flat", 200), ("ivf_flat", 12_000), ("flat", 1), ("ivf_pq", 30),
+])
+def test_a_search_within_a_set_of_ids_finds_exactly_its_members(store, synth, kind, members):
+    """A filter restricts faiss itself: one member in 20,000, far from the query, is
+    found (an unrestricted IVF search at its default nprobe never probes its list);
+    a small set is searched exactly; a large one probes lists by the set's share."""
+    n = 20_000
+    ids, points = synth.random_ids(n), synth.clustered(n + 20, 8 if kind == "ivf_pq" else 32)
+    vectors, queries = points[:n], points[n:]
+    thresholds = {"flat": {}, "ivf_flat": {"flat_threshold": 1_000},
+                  "ivf_pq": {"flat_threshold": 1_000, "pq_threshold": 5_000}}[kind]
+    loaded = store.load(store.build(ids, vectors, model_version="m1", n_shards=2,
+                                    **thresholds))
+    assert loaded.manifest.index_type == kind
+    rng = np.random.default_rng(3)
+    if members == 1:  # the vector least like the first query
+        within = ids[[int(np.argmin(vectors @ queries[0]))]]
+    else:
+        within = rng.choice(ids, members, replace=False)
+    with ShardedSearcher(loaded) as searcher:
+        scores, found = searcher.search(queries, 10, within=within)
+        plain = searcher.search(queries, 10)[1]
+    assert np.isin(found[found >= 0], within).all()
+    truth_scores, truth = exact_within(vectors, ids, queries, within, 10)
+    if members == 1:
+        assert (found[:, 0] == within[0]).all() and (found[:, 1:] == -1).all()
+        assert within[0] not in plain[0]
+    elif kind == "ivf_pq":  # every member is scored, on its codes: the set is complete
+        assert synth.recall_at_k(found, truth) >= 0.6
+    elif members <= 10_000:  # exact: every list probed, every member's exact score
+        assert (found == truth).all()
+        np.testing.assert_allclose(scores, truth_scores, rtol=1e-5, atol=1e-6)
+    else:  # 60% of the vectors: the default nprobe, scaled by the share
+        assert synth.recall_at_k(found, truth) >= 0.9
+
+
+def test_a_search_within_no_ids_finds_nothing(flat, synth):
+    _, _, sharded, _ = flat
+    with ShardedSearcher(sharded) as searcher:
+        scores, found = searcher.search(synth.clustered(2, 32, seed=4), 5,
+                                        within=np.array([], dtype=np.int64))
+    assert (found == -1).all() and np.isneginf(scores).all()
