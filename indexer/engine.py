@@ -45,7 +45,7 @@ from indexer.search import (
     UnknownItem,
     check_k,
 )
-from indexer.vectors import VectorStore
+from indexer.vectors import VectorLookup, VectorStore
 
 Query = bytes | str | Path | Image.Image | np.ndarray | ItemQuery | Item
 
@@ -76,7 +76,7 @@ class Lookalike:
         self._searcher: tuple[str, ShardedSearcher] | None = None
         self._searcher_swap = threading.Lock()  # one thread loads a new version
         # (vector-store parts, sorted ids, their vectors): see item_vector
-        self._vector_lookup: tuple[tuple, np.ndarray, np.ndarray] | None = None
+        self._vector_lookup: tuple[tuple, VectorLookup] | None = None
 
     @classmethod
     def open(cls, settings: Settings | None = None, **overrides) -> Lookalike:
@@ -323,20 +323,15 @@ class Lookalike:
     def item_vector(self, item_id: str) -> np.ndarray | None:
         """The current model's stored vector of an item (1 x dim), or None if it has none.
 
-        The one id → vector lookup: the vector store is read once into a sorted id
-        array and read again only when its parts change (new vectors, deletions).
+        The one id → vector lookup: the vector store's parts memory-mapped (their pages
+        shared by every process through the page cache), the id table resolved again
+        only when the parts change (new vectors, deletions).
         """
         parts = tuple(self.vectors.part_paths())
-        lookup = self._vector_lookup
-        if lookup is None or lookup[0] != parts:
-            ids, vectors = self.vectors.load()  # sorted by id
-            lookup = self._vector_lookup = (parts, ids, vectors)
-        _, ids, vectors = lookup
-        wanted = vector_id_for(item_id)
-        position = int(np.searchsorted(ids, wanted))
-        if position >= len(ids) or ids[position] != wanted:
-            return None
-        return vectors[position : position + 1]
+        cached = self._vector_lookup
+        if cached is None or cached[0] != parts:
+            cached = self._vector_lookup = (parts, self.vectors.lookup())
+        return cached[1].get(vector_id_for(item_id))
 
     def loaded_searcher(self) -> tuple[str, ShardedSearcher] | None:
         """The (version, searcher) already in memory, without looking at CURRENT."""

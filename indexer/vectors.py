@@ -20,6 +20,11 @@ favours durability and simple recovery over cleverness:
   another dimension raises.
 
 Writers take an exclusive ``flock`` on ``.lock`` so part numbers never collide.
+
+:meth:`VectorStore.lookup` answers "the vector of this id" without loading the store:
+the parts are uncompressed zips, so each part's ``vectors`` array is memory-mapped
+where it lies in the file. Every API process shares those pages through the page
+cache and keeps only ~20 bytes per id of its own (the resolved id → part, row table).
 """
 
 from __future__ import annotations
@@ -152,6 +157,16 @@ class VectorStore:
             out[dest] = vectors[live_rows[dest] - starts[p]]
         return live_ids, out
 
+    def lookup(self) -> VectorLookup:
+        """Live vectors by id, memory-mapped from the parts as they are now (a later
+        write is not seen: compare :meth:`part_paths` and take a new lookup)."""
+        parts, live_ids, live_rows, starts = self._resolve()
+        owner = np.searchsorted(starts, live_rows, side="right") - 1
+        maps = [map_npz_array(part.path, "vectors", (len(part.ids), self.dim))
+                if part.kind == APPEND else None for part in parts]
+        return VectorLookup(live_ids, owner.astype(np.int32),
+                            live_rows - starts[owner] if len(parts) else live_rows, maps)
+
     def ids(self) -> np.ndarray:
         """Live ids, sorted, without reading any vector."""
         return self._resolve()[1]
@@ -258,6 +273,64 @@ class VectorStore:
             yield
         finally:
             os.close(fd)
+
+
+@dataclass(frozen=True)
+class VectorLookup:
+    """Live ids (sorted) with the part and row that hold each one's vector."""
+
+    ids: np.ndarray
+    parts: np.ndarray  # index into ``maps`` per id
+    rows: np.ndarray  # row in that part per id
+    maps: list[np.memmap | None]
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def get(self, vector_id: int) -> np.ndarray | None:
+        """A copy of the id's vector as ``[1, dim]`` float32, or None if it is not live."""
+        position = int(np.searchsorted(self.ids, vector_id))
+        if position >= len(self.ids) or self.ids[position] != vector_id:
+            return None
+        part = self.maps[self.parts[position]]
+        row = int(self.rows[position])
+        return np.array(part[row : row + 1], dtype=np.float32)
+
+
+def map_npz_array(path: Path, name: str, shape: tuple[int, ...]) -> np.memmap:
+    """``name`` of an uncompressed .npz, memory-mapped read-only where it lies in the file.
+
+    Raises :class:`VectorStoreError` when the member is compressed, missing, or not
+    float32 of ``shape`` (the part was validated on read; this checks the mapping).
+    """
+    member = f"{name}.npy"
+    try:
+        with zipfile.ZipFile(path) as archive:
+            info = archive.getinfo(member)
+        if info.compress_type != zipfile.ZIP_STORED:
+            raise VectorStoreError(f"{path}: {member} is compressed; it cannot be mapped")
+        with open(path, "rb") as handle:
+            handle.seek(info.header_offset)
+            local = handle.read(30)  # the local file header; its name and extra follow
+            if local[:4] != b"PK\x03\x04":
+                raise VectorStoreError(f"{path}: no local header for {member}")
+            name_length = int.from_bytes(local[26:28], "little")
+            extra_length = int.from_bytes(local[28:30], "little")
+            handle.seek(info.header_offset + 30 + name_length + extra_length)
+            version = np.lib.format.read_magic(handle)
+            header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                      else np.lib.format.read_array_header_2_0)
+            found_shape, fortran, dtype = header(handle)
+            offset = handle.tell()
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile) as exc:
+        raise VectorStoreError(f"cannot map {member} of vector store part {path}: {exc!r}"
+                               ) from exc
+    if fortran or dtype != np.float32 or tuple(found_shape) != tuple(shape):
+        raise VectorStoreError(f"{path}: {member} is {dtype} {found_shape}, expected "
+                               f"float32 {shape}")
+    if shape[0] == 0:
+        return np.zeros(shape, dtype=np.float32)
+    return np.memmap(path, dtype=np.float32, mode="r", offset=offset, shape=shape)
 
 
 def _check_ids(ids: np.ndarray) -> np.ndarray:

@@ -163,3 +163,46 @@ def test_load_only_some_ids_reads_their_latest_vectors(store):
     assert np.array_equal(vectors, np.stack([first[0], second[0], second[1]]))
     all_ids, all_vectors = store.load()
     assert np.array_equal(store.load(only=all_ids)[1], all_vectors)
+
+
+def test_lookup_maps_the_parts_and_answers_like_load(store):
+    """The API's id → vector lookup: every live id's latest vector, read through memory
+    maps of the parts (nothing copied up front), deleted and unknown ids absent."""
+    rng = np.random.default_rng(8)
+    for step in range(12):
+        batch = rng.integers(0, 200, size=rng.integers(1, 40))
+        if step % 3 == 2:
+            store.delete(batch)
+        else:
+            store.append(batch, _vectors(len(batch), seed=step))
+    store.append(np.array([], dtype=np.int64), np.zeros((0, DIM), dtype=np.float32))
+    ids, vectors = store.load()
+    lookup = store.lookup()
+    assert len(lookup) == len(ids) and lookup.ids.tolist() == ids.tolist()
+    assert all(isinstance(m, np.memmap) for m in lookup.maps if m is not None and len(m))
+    for i, vector in zip(ids, vectors, strict=True):
+        found = lookup.get(int(i))
+        assert found.shape == (1, DIM) and not isinstance(found, np.memmap)
+        np.testing.assert_array_equal(found[0], vector)
+    gone = sorted(set(range(200)) - set(ids.tolist()))
+    assert all(lookup.get(i) is None for i in gone) and lookup.get(10**12) is None
+
+
+def test_lookup_of_an_empty_store_finds_nothing(store):
+    assert len(store.lookup()) == 0 and store.lookup().get(1) is None
+
+
+def test_a_part_that_cannot_be_mapped_is_named(store):
+    import zipfile
+
+    store.append(np.array([1, 2]), _vectors(2))
+    path = store.part_paths()[0][1]
+    with np.load(path) as npz:
+        arrays = {name: npz[name] for name in npz.files}
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:  # numpy can read it
+        for name, array in arrays.items():
+            with archive.open(f"{name}.npy", "w") as member:
+                np.lib.format.write_array(member, array)
+    assert store.load()[0].tolist() == [1, 2]
+    with pytest.raises(VectorStoreError, match="part-000001.npz.*compressed"):
+        store.lookup()
