@@ -347,9 +347,9 @@ class Lookalike:
         item = self.catalog.get(item_id)
         if item is None or item.status == ItemStatus.DELETED:
             raise UnknownItem(f"no item {item_id}")
-        if not item.stored_path:
+        path = self.settings.home / item.stored_path if item.stored_path else None
+        if path is None or not path.is_file():  # never name the server's paths to a client
             raise UnknownItem(f"item {item_id} has no stored image to crop")
-        path = self.settings.home / item.stored_path
         return load_image(path, max_pixels=self.settings.max_image_pixels).image
 
     def item_vector(self, item_id: str) -> np.ndarray | None:

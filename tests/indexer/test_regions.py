@@ -159,5 +159,7 @@ def test_a_box_that_does_not_fit_or_has_no_photo_is_refused(engine, tmp_path):
 
 def test_an_item_without_a_stored_original_cannot_be_boxed(engine):
     waiting, _ = engine.catalog.add_item("e" * 64)
-    with pytest.raises(UnknownItem, match="has no stored image to crop"):
-        engine.search(ItemQuery(waiting.id), box=(0, 0, 20, 20))
+    lost, _ = engine.catalog.add_item("d" * 64, stored_path="images/dd/dd/gone.jpg")
+    for item in (waiting, lost):
+        with pytest.raises(UnknownItem, match=f"item {item.id} has no stored image to crop"):
+            engine.search(ItemQuery(item.id), box=(0, 0, 20, 20))
