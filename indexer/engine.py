@@ -36,6 +36,7 @@ from indexer.index.store import IndexStore
 from indexer.jobs import JobProgress, apply_deletions, run_inline, submit_source
 from indexer.model.embed import Embedder
 from indexer.model.modeldir import EmbeddingModel, current_model_spec, load_model
+from indexer.regions import Box, PixelBox, crop
 from indexer.search import (
     Filters,
     ItemNotEmbedded,
@@ -258,6 +259,7 @@ class Lookalike:
         product_id: str | None = None,
         min_score: float | None = None,
         group_by_product: bool = False,
+        box: Box | Sequence[float] | str | None = None,
     ) -> SearchResult:
         """The ``k`` catalogue items that look most like ``query``, best first.
 
@@ -271,14 +273,26 @@ class Lookalike:
         hit and both reported versions come from one index version, even while
         ``CURRENT`` moves.
 
-        Raises :class:`ValueError` for a bad ``k`` or vector, ``ImageRejected`` for
-        an image we refuse, :class:`UnknownItem` / :class:`ItemNotEmbedded` for an
-        item query without a vector, :class:`NoIndexError` before any index.
+        ``box`` ``(x0, y0, x1, y1)`` searches by a region of the query photo instead: the
+        crop (:mod:`indexer.regions`; pixels of the image as displayed, after EXIF
+        orientation) is embedded as the query. For an item query the box crops the
+        item's stored original image and embeds that crop (not its stored vector); a
+        vector query cannot take a box. ``result.box`` is the pixel box cropped.
+
+        Raises :class:`ValueError` for a bad ``k`` or vector, :class:`~indexer.regions.BadBox`
+        (a ValueError) for a box that is malformed, inverted, under 16x16 pixels or
+        outside the photo, ``ImageRejected`` for an image we refuse, :class:`UnknownItem` /
+        :class:`ItemNotEmbedded` for an item query without a vector (or, with a box,
+        without a stored image: UnknownItem), :class:`NoIndexError` before any index.
         """
         k = check_k(k, self.settings.api_search_max_k)
         filters = Filters(label, product_id, min_score, group_by_product)
+        region = Box.of(box) if box is not None else None
         searcher = self.searcher()  # one version for the whole search
-        vector = self._query_vector(query)
+        if region is None:
+            vector, cropped = self._query_vector(query), None
+        else:
+            vector, cropped = self._region_vector(query, region)
         manifest = searcher.index.manifest
         within = (self.catalog.vector_ids_matching(label=label, product_id=product_id)
                   if filters.restricts else None)
@@ -289,7 +303,7 @@ class Lookalike:
             scores, found = searcher.search(vector, depth, within=within)
             items = self.catalog.by_vector_ids([int(v) for v in found[0] if v >= 0])
             hits = filters.select(scores[0], found[0], items, k)
-        return SearchResult(hits, k, searcher.version, manifest.model_version, depth)
+        return SearchResult(hits, k, searcher.version, manifest.model_version, depth, cropped)
 
     def _query_vector(self, query: Query) -> np.ndarray:
         if isinstance(query, Item):
@@ -309,16 +323,39 @@ class Lookalike:
             if vector.ndim != 1:
                 raise ValueError(f"a query vector is [dim] or [1, dim], got {vector.shape}")
             return vector[None, :]
+        return self.embedder.embed_images([self._query_image(query)])
+
+    def _query_image(self, query: Query) -> Image.Image:
+        """A query photo decoded upright, as the intake's limits allow."""
         if isinstance(query, Image.Image):
-            image = to_rgb(query)
+            return to_rgb(query)
+        data = query if isinstance(query, bytes) else Path(query).read_bytes()
+        return load_image(
+            data, max_bytes=self.settings.max_image_bytes, max_pixels=self.settings.max_image_pixels
+        ).image
+
+    def _region_vector(self, query: Query, box: Box) -> tuple[np.ndarray, PixelBox]:
+        """The embedding of ``box``'s crop of the query photo, and the pixel box cut."""
+        if isinstance(query, np.ndarray):
+            raise ValueError("a box needs a query photo (image or item), not a vector")
+        if isinstance(query, Item):
+            query = ItemQuery(query.id)
+        if isinstance(query, ItemQuery):
+            image = self._stored_image(query.item_id)
         else:
-            data = query if isinstance(query, bytes) else Path(query).read_bytes()
-            image = load_image(
-                data,
-                max_bytes=self.settings.max_image_bytes,
-                max_pixels=self.settings.max_image_pixels,
-            ).image
-        return self.embedder.embed_images([image])
+            image = self._query_image(query)
+        region, cropped = crop(image, box)
+        return self.embedder.embed_images([region]), cropped
+
+    def _stored_image(self, item_id: str) -> Image.Image:
+        """An item's stored original, decoded upright (the pixels a box on it refers to)."""
+        item = self.catalog.get(item_id)
+        if item is None or item.status == ItemStatus.DELETED:
+            raise UnknownItem(f"no item {item_id}")
+        path = self.settings.home / item.stored_path if item.stored_path else None
+        if path is None or not path.is_file():  # never name the server's paths to a client
+            raise UnknownItem(f"item {item_id} has no stored image to crop")
+        return load_image(path, max_pixels=self.settings.max_image_pixels).image
 
     def item_vector(self, item_id: str) -> np.ndarray | None:
         """The current model's stored vector of an item (1 x dim), or None if it has none.

@@ -76,6 +76,7 @@ class SearchResult:
     index_version: str
     model_version: str
     depth: int  # how many neighbours the index was asked for
+    box: tuple[int, int, int, int] | None = None  # the pixels cropped for a region query
 
     @property
     def complete(self) -> bool:

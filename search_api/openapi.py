@@ -11,6 +11,8 @@ from typing import Any
 
 from flask import Blueprint, current_app, jsonify
 
+from indexer.regions import BOX_PATTERN
+
 bp = Blueprint("openapi", __name__)
 
 ITEM_ID = {"type": "string", "pattern": "^[0-9a-f]{64}$"}
@@ -49,6 +51,9 @@ OPTIONAL = _t(["string", "null"])
 FILE = _t("string", format="binary")
 URI = _t("string", format="uri")
 COUNT = _t("integer", minimum=0)
+BOX_TEXT = _t("string", pattern=BOX_PATTERN,
+              description="a region of the query photo, x0,y0,x1,y1 in its pixels")  # fmt: skip
+BOX_ARRAY = _t("array", items=NUMBER, minItems=4, maxItems=4)
 IMAGE = {"description": "image bytes", "content": {"image/*": {}}}
 
 
@@ -105,6 +110,8 @@ def _search_schemas() -> dict:
             ["results", "took_ms", "index_version", "model_version"],
             results=_t("array", items=_ref("Hit")), took_ms=NUMBER,
             index_version=STRING, model_version=STRING,
+            box={"description": "the pixels cropped for a region query, else null",
+                 "oneOf": [{**BOX_ARRAY, "items": INTEGER}, _t("null")]},
         ),
     }  # fmt: skip
 
@@ -158,7 +165,8 @@ def _search_paths(max_k: int) -> dict:
     fields = search_fields(max_k)
     by_reference = {
         "type": "object",
-        "properties": {"image_url": URI, "item_id": ITEM_ID, **fields},
+        "properties": {"image_url": URI, "item_id": ITEM_ID, **fields,
+                       "box": {"anyOf": [BOX_TEXT, BOX_ARRAY]}},
         "oneOf": [{"required": ["image_url"]}, {"required": ["item_id"]}],
     }
     return {
@@ -166,7 +174,7 @@ def _search_paths(max_k: int) -> dict:
             "post": {
                 "summary": "Search by an uploaded image, an image URL or an item id",
                 "parameters": [{"name": "k", "in": "query", "schema": fields["k"]}],
-                "requestBody": _body({**_form(["image"], image=FILE, **fields),
+                "requestBody": _body({**_form(["image"], image=FILE, box=BOX_TEXT, **fields),
                                       **_json(by_reference)}),
                 "responses": {
                     "200": _ok("hits, best first", _ref("SearchResponse")),

@@ -13,6 +13,7 @@ from typing import Any
 from flask import request
 from werkzeug.exceptions import BadRequest
 
+from indexer.regions import BadBox, Box
 from search_api.errors import ApiError
 
 ITEM_ID_RE = re.compile(r"^[0-9a-f]{64}$")
@@ -99,3 +100,13 @@ def item_id(name: str, value: Any) -> str:
     if not isinstance(value, str) or not ITEM_ID_RE.match(value):
         raise ApiError(422, f"{name} must be an item id: 64 lowercase hex digits", field=name)
     return value
+
+
+def box(name: str, value: Any) -> Box | None:
+    """A region of the query photo: ``"x0,y0,x1,y1"`` or a JSON array of 4 numbers."""
+    if value is None:
+        return None
+    try:
+        return Box.of(value)
+    except BadBox as error:
+        raise ApiError(422, str(error), field=name) from None

@@ -16,6 +16,7 @@ from indexer.config import Settings
 from indexer.engine import NoIndexError
 from indexer.images import ImageRejected
 from indexer.index.errors import IndexLoadError
+from indexer.regions import BadBox, Box
 from indexer.search import ItemNotEmbedded, ItemQuery, SearchHit, SearchResult, UnknownItem
 from indexer.sources.fetch import Fetcher, FetchError
 from search_api import params
@@ -101,6 +102,11 @@ def read_request(settings: Settings) -> SearchRequest:
     return SearchRequest("url", "image_url", image_url, k, filters)
 
 
+def read_box() -> Box | None:
+    """The ``box`` of a region query (form field or JSON value), refused with its field named."""
+    return params.box("box", params.raw("box", params.json_body()))
+
+
 def fetch_image(settings: Settings, url: str) -> bytes:
     try:
         return Fetcher.from_settings(settings).fetch(url).data
@@ -109,15 +115,17 @@ def fetch_image(settings: Settings, url: str) -> bytes:
                        field="image_url") from None  # fmt: skip
 
 
-def run_search(api: ApiState, asked: SearchRequest) -> SearchResult:
-    """The engine's search, its errors turned into the API's."""
+def run_search(api: ApiState, asked: SearchRequest, box: Box | None = None) -> SearchResult:
+    """The engine's search (of ``box``'s crop, if given), its errors turned into the API's."""
     query = asked.query
     if asked.kind == "url":
         query = fetch_image(api.settings, query)
-    if asked.kind != "item":
+    if asked.kind != "item" or box is not None:  # a boxed item query embeds its crop
         api.load_model()  # marks the model loaded for /readyz
     try:
-        return api.engine.search(query, asked.k, **asked.filters)
+        return api.engine.search(query, asked.k, box=box, **asked.filters)
+    except BadBox as error:  # only now is the photo's size known
+        raise ApiError(422, str(error), field="box") from None
     except UnknownItem as error:
         raise ApiError(404, str(error), field=asked.field) from None
     except ItemNotEmbedded as error:
@@ -134,12 +142,13 @@ def run_search(api: ApiState, asked: SearchRequest) -> SearchResult:
 def search():
     api = state()
     asked = read_request(api.settings)
+    box = read_box()
     started = time.perf_counter()
     try:
         api.searcher()  # not ready: 503 before any image is fetched or decoded
     except NotReady as error:
         raise not_ready(error) from None
-    found = run_search(api, asked)
+    found = run_search(api, asked, box)
     seconds = time.perf_counter() - started
     api.metrics.searched(asked.kind, seconds)
     return jsonify(
@@ -147,4 +156,5 @@ def search():
         took_ms=round(seconds * 1000, 3),
         index_version=found.index_version,
         model_version=found.model_version,
+        box=found.box,
     )

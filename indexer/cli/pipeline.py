@@ -68,6 +68,7 @@ def _add_search(subparsers) -> None:
         subparsers, "search", "find the catalogue images that look most like IMAGE", cmd_search,
         "lookalike search query.jpg", "lookalike search query.jpg -k 20 --json",
         "lookalike search query.jpg --label shoes --min-score 0.5 --group-by-product",
+        "lookalike search shelf.jpg --box 120,40,380,300   # one product of a busy photo",
     )
     search.add_argument("image", type=Path, help="query image file")
     search.add_argument("-k", type=positive_int, default=10,
@@ -77,6 +78,9 @@ def _add_search(subparsers) -> None:
     search.add_argument("--min-score", type=float, help="only hits scoring at least this (-1 to 1)")
     search.add_argument("--group-by-product", action="store_true",
                         help="one hit per product (its best-scoring image)")
+    search.add_argument("--box", metavar="X0,Y0,X1,Y1",
+                        help="search by this region of the photo: pixels of the image as "
+                        "displayed, x0,y0 top-left, x1,y1 bottom-right, at least 16x16")
     search.add_argument("--json", action="store_true", help="print a JSON object")
 
 
@@ -167,12 +171,13 @@ def cmd_search(args) -> None:
         started = time.perf_counter()
         found = engine.search(
             args.image, k=args.k, label=args.label, product_id=args.product_id,
-            min_score=args.min_score, group_by_product=args.group_by_product,
+            min_score=args.min_score, group_by_product=args.group_by_product, box=args.box,
         )
         took_ms = (time.perf_counter() - started) * 1000
         if args.json:
             print(json.dumps({
                 "query": str(args.image),
+                "box": found.box,
                 "took_ms": round(took_ms, 1),
                 "index_version": found.index_version,
                 "model_version": found.model_version,

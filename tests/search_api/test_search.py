@@ -181,3 +181,118 @@ def test_search_by_image_url_through_the_safe_fetcher(home_for, indexed, sample_
     assert found.status_code == 200, found.json
     assert found.json["results"][0]["score"] == pytest.approx(1.0, abs=1e-3)
     assert (not_image.status_code, not_image.json["field"]) == (422, "image_url")
+
+
+# -- region queries: box=x0,y0,x1,y1 ---------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("box", "says"),
+    [
+        ("1,2,3", 'box must be 4 numbers "x0,y0,x1,y1" in pixels'),
+        ([1, 2, 3], "box must be 4 numbers [x0, y0, x1, y1] in pixels"),
+        ("left,top,right,bottom", "box must be 4 numbers"),
+        ({"x0": 1}, "box must be 4 numbers"),
+        (7, "box must be 4 numbers"),
+        ([0, 0, "40", 40], "box must be 4 numbers"),
+        ("50,10,20,60", "box (50, 10, 20, 60) is inverted: x1 must be greater than x0"),
+        ([0, 0, 10, 40], "box (0, 0, 10, 40) is 10x40 pixels, smaller than the 16x16 minimum"),
+        ([0, 0, 400, 100], "box (0, 0, 400, 100) is outside the 320x320 photo"),
+        ("-4,0,100,100", "is outside the 320x320 photo"),
+        (None, "box must not be null"),
+    ],
+)
+def test_a_bad_box_is_422_naming_box_and_what_is_wrong(client, indexed, box, says):
+    target = indexed.catalog.items_with_status("indexed")[0]  # a 320x320 sample photo
+    response = client.post("/api/v1/search", json={"item_id": target.id, "box": box})
+    assert response.status_code == 422, response.json
+    assert response.mimetype == "application/problem+json"
+    assert response.json["field"] == "box"
+    assert says in response.json["detail"]
+
+
+def test_a_bad_box_on_an_upload_or_given_twice(client, sample_folder):
+    outside = upload(client, shot_bytes(sample_folder), box="0,0,320,321")
+    assert (outside.status_code, outside.json["field"]) == (422, "box")
+    assert "outside the 320x320 photo (x from 0 to 320, y from 0 to 320)" in outside.json["detail"]
+    small = upload(client, shot_bytes(sample_folder), box="300,300,315,320")
+    assert small.status_code == 422 and "smaller than the 16x16" in small.json["detail"]
+    twice = upload(client, shot_bytes(sample_folder), box=["0,0,30,30", "0,0,40,40"])
+    assert (twice.status_code, twice.json["field"]) == (422, "box")
+    assert "given once" in twice.json["detail"]
+
+
+def test_a_boxed_upload_searches_by_the_crop_and_echoes_the_box(client, indexed, sample_folder):
+    from PIL import Image
+
+    data = shot_bytes(sample_folder, 5)
+    box = [20.5, 40, 260, 300.25]
+    boxed = upload(client, data, box=",".join(str(v) for v in box), k="6")
+    assert boxed.status_code == 200, boxed.json
+    assert boxed.json["box"] == [20, 40, 260, 301]  # every pixel the box touches
+    crop = Image.open(io.BytesIO(data)).convert("RGB").crop((20, 40, 260, 301))
+    expected = indexed.search(crop, k=6)
+    assert [(h["item_id"], h["score"]) for h in boxed.json["results"]] == [
+        (hit.item.id, round(hit.score, 6)) for hit in expected
+    ]
+    plain = upload(client, data, k="6")
+    assert plain.json["box"] is None
+    assert plain.json["results"][0]["score"] == pytest.approx(1.0, abs=1e-3)
+    assert boxed.json["results"][0]["score"] < 0.999  # the crop is not the whole photo
+
+
+def test_a_box_on_an_item_query_crops_its_stored_original(client, indexed):
+    from PIL import Image
+
+    target = indexed.catalog.items_with_status("indexed")[3]
+    response = client.post(
+        "/api/v1/search", json={"item_id": target.id, "box": [0, 0, 200, 160], "k": 4}
+    )
+    assert response.status_code == 200, response.json
+    assert response.json["box"] == [0, 0, 200, 160]
+    original = Image.open(indexed.settings.home / target.stored_path).convert("RGB")
+    expected = indexed.search(original.crop((0, 0, 200, 160)), k=4)
+    assert [h["item_id"] for h in response.json["results"]] == [h.item.id for h in expected]
+    as_text = client.post(
+        "/api/v1/search", json={"item_id": target.id, "box": "0, 0, 200, 160", "k": 4}
+    )
+    assert as_text.json["results"] == response.json["results"]
+
+
+def side_by_side(left, right, gap: int = 24):
+    """One photo holding ``left`` and ``right`` on a grey shelf; each one's box in it."""
+    from PIL import Image
+
+    width = gap + left.width + gap + right.width + gap
+    height = gap + max(left.height, right.height) + gap
+    shelf = Image.new("RGB", (width, height), (128, 128, 128))
+    boxes = [(gap, gap, gap + left.width, gap + left.height)]
+    boxes.append((boxes[0][2] + gap, gap, boxes[0][2] + gap + right.width, gap + right.height))
+    shelf.paste(left, boxes[0][:2])
+    shelf.paste(right, boxes[1][:2])
+    buffer = io.BytesIO()
+    shelf.save(buffer, "JPEG", quality=92)
+    return buffer.getvalue(), boxes
+
+
+def test_a_photo_of_two_catalogue_products_finds_each_first_when_boxed(
+    home_for, sample_catalogue
+):
+    import numpy as np
+
+    from indexer.sample import render_shot, sample_products
+
+    engine = home_for("two-products")
+    engine.ingest(sample_catalogue(products=8, shots=3, seed=11))  # 2 products, 6 distractors
+    client = create_app(engine=engine).test_client()
+    products = sample_products(8, seed=11)
+    left, right = products[2], products[5]
+    for scene in range(3):  # new shots on a shared shelf: no photo is in the catalogue
+        rng = np.random.default_rng(scene)
+        photo, boxes = side_by_side(render_shot(left, rng), render_shot(right, rng))
+        for product, box in ((left, boxes[0]), (right, boxes[1])):
+            response = upload(client, photo, box=",".join(map(str, box)), k="3")
+            assert response.status_code == 200, response.json
+            assert response.json["box"] == list(box)
+            first = response.json["results"][0]
+            assert first["label"] == product.name, (scene, product.name, response.json)

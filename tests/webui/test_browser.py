@@ -279,6 +279,145 @@ def test_a_file_that_is_not_an_image_shows_the_apis_reason(site, page, tmp_path)
     expect(page.locator("#results a.result")).to_have_count(0)
 
 
+
+# -- region query: a box dragged on the preview --------------------------------------------
+
+# Where the photo is drawn inside the preview <img> (object-fit: contain), in page pixels.
+PHOTO_FRAME = """() => {
+  const img = document.getElementById("preview-img");
+  const rect = img.getBoundingClientRect();
+  const scale = Math.min(rect.width / img.naturalWidth, rect.height / img.naturalHeight);
+  const width = img.naturalWidth * scale, height = img.naturalHeight * scale;
+  return {left: rect.left + (rect.width - width) / 2, top: rect.top + (rect.height - height) / 2,
+          width, height, naturalWidth: img.naturalWidth};
+}"""
+
+
+def two_products_photo(site: Site, folder) -> tuple:
+    """A PNG of two catalogue shots side by side (640x320); the products, left and right."""
+    from PIL import Image
+
+    products = sorted(site.catalogue.photos.items())
+    (left, left_shots), (right, right_shots) = products[1], products[3]
+    photo = Image.new("RGB", (640, 320))
+    photo.paste(Image.open(left_shots[0]).convert("RGB"), (0, 0))
+    photo.paste(Image.open(right_shots[0]).convert("RGB"), (320, 0))
+    path = folder / "two-products.png"
+    photo.save(path)
+    return path, left, right
+
+
+def drag(page: Page, frame: dict, start: tuple, end: tuple) -> None:
+    """Drag the mouse from ``start`` to ``end``, fractions of the drawn photo's size."""
+    def at(point):
+        return frame["left"] + point[0] * frame["width"], frame["top"] + point[1] * frame["height"]
+
+    page.mouse.move(*at(start))
+    page.mouse.down()
+    page.mouse.move(*at(end), steps=6)
+    page.mouse.up()
+
+
+def is_search(response) -> bool:
+    return response.url.endswith("/api/v1/search") and response.request.method == "POST"
+
+
+def sent_box(response) -> list[int] | None:
+    """The box a search asked for, as the API echoes it (Chromium keeps a form's file
+    body from the page's request record, so the answer is where the box shows)."""
+    assert response.status == 200, response.text()
+    return response.json()["box"]
+
+
+def test_drag_a_box_on_the_preview_to_search_by_that_region(site, page, tmp_path):
+    photo, left, right = two_products_photo(site, tmp_path)
+    page.goto(site.base + "/")
+    upload(page, photo)
+    region = page.locator("#region")
+    clear = page.locator("#region-clear")
+    expect(region).to_be_hidden()
+    expect(clear).to_be_hidden()
+    expect(page.locator("#region-hint")).to_have_text("Drag on the photo to search by a region")
+    frame = page.evaluate(PHOTO_FRAME)
+    assert frame["naturalWidth"] == 640
+
+    for product, start, end in ((left, (0.005, 0.01), (0.5, 0.99)),
+                                (right, (0.995, 0.99), (0.5, 0.01))):  # fmt: skip
+        with page.expect_response(is_search) as asked:
+            drag(page, frame, start, end)
+        expect(page.locator("body")).to_have_attribute("data-search-state", "done")
+        box = sent_box(asked.value)
+        expected = [0, 0, 320, 320] if product == left else [320, 0, 640, 320]
+        # one page pixel is 640 / width photo pixels: the box is the half within that
+        slack = 640 / frame["width"] + 1
+        assert all(abs(a - b) <= slack for a, b in zip(box, expected, strict=True)), box
+        expect(region).to_be_visible()
+        expect(clear).to_be_visible()
+        expect(page.locator("#region-hint")).to_have_text(
+            f"Searching the region {box[0]},{box[1]} – {box[2]},{box[3]} px"
+        )
+        expect(page.locator("#results-info")).to_contain_text("for the region")
+        first = page.locator("#results a.result").first
+        expect(first.locator(".meta")).to_contain_text(f"#{product}")
+        drawn = region.bounding_box()  # the box is drawn over the half it stands for
+        assert abs(drawn["width"] - frame["width"] / 2) <= 3
+        assert abs(drawn["height"] - frame["height"]) <= 3
+        shot = tmp_path / f"region-{product}.png"
+        page.screenshot(path=str(shot))
+        assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 1000
+
+    # options keep the box; "Clear box" searches the whole photo again
+    with page.expect_response(is_search) as asked:
+        page.check("#group")
+    assert sent_box(asked.value) == box
+    expect(page.locator("body")).to_have_attribute("data-search-state", "done")
+    with page.expect_response(is_search) as asked:
+        clear.click()
+    assert sent_box(asked.value) is None
+    expect(page.locator("body")).to_have_attribute("data-search-state", "done")
+    expect(region).to_be_hidden()
+    expect(clear).to_be_hidden()
+    expect(page.locator("#results-info")).not_to_contain_text("for the region")
+    assert page.watch.errors == [] and page.watch.dialogs == []
+
+
+def test_the_box_clears_from_the_keyboard_and_a_tiny_drag_says_why(site, page, tmp_path):
+    photo, left, _ = two_products_photo(site, tmp_path)
+    page.goto(site.base + "/")
+    upload(page, photo)
+    frame = page.evaluate(PHOTO_FRAME)
+    with page.expect_response(is_search):
+        drag(page, frame, (0.1, 0.1), (0.45, 0.9))
+    expect(page.locator("#region-clear")).to_be_visible()
+    page.locator("#k").focus()
+    page.keyboard.press("Tab")  # the next stop after the options is the clear control
+    expect(page.locator("#region-clear")).to_be_focused()
+    with page.expect_response(is_search) as asked:
+        page.keyboard.press("Enter")
+    assert sent_box(asked.value) is None
+    expect(page.locator("#region")).to_be_hidden()
+    expect(page.locator("#preview-stage")).to_be_focused()  # focus stays by the photo
+
+    with page.expect_response(is_search):
+        drag(page, frame, (0.1, 0.1), (0.45, 0.9))
+    expect(page.locator("#region")).to_be_visible()
+    expect(page.locator("body")).to_have_attribute("data-search-state", "done")
+    with page.expect_response(is_search) as asked:
+        page.keyboard.press("Escape")
+    assert sent_box(asked.value) is None
+    expect(page.locator("#region")).to_be_hidden()
+    expect(page.locator("body")).to_have_attribute("data-search-state", "done")
+
+    searches = []
+    page.on("response", lambda response: is_search(response) and searches.append(response))
+    drag(page, frame, (0.2, 0.2), (0.5, 0.23))  # wide but a few pixels tall: not a box
+    expect(page.locator("#region-hint")).to_have_text(
+        "Drag a larger box: at least 16×16 pixels of the photo"
+    )
+    expect(page.locator("#region")).to_be_hidden()
+    assert searches == [] and page.watch.errors == []
+
+
 # -- map -----------------------------------------------------------------------------------
 
 

@@ -63,3 +63,31 @@ def test_a_bad_k_or_min_score_is_one_line_naming_the_rule(indexed_home, capsys):
     assert run(home, "search", str(shots[0]), "--min-score", "1.5") == 2
     err = capsys.readouterr().err
     assert err == "lookalike: error: min_score must be a number from -1 to 1, got 1.5\n"
+
+
+def test_box_searches_by_the_crop_and_a_bad_box_is_one_line(indexed_home, capsys, tmp_path):
+    from PIL import Image
+
+    home, shots = indexed_home
+    query = str(shots[4])  # a 320x320 sample photo
+    boxed = search_json(capsys, home, query, "-k", "4", "--box", "10,20.5,250,300")
+    assert boxed["box"] == [10, 20, 250, 300]
+    cropped = tmp_path / "crop.png"
+    Image.open(query).convert("RGB").crop((10, 20, 250, 300)).save(cropped)
+    by_hand = search_json(capsys, home, str(cropped), "-k", "4")
+    assert by_hand["box"] is None
+    assert [(h["item_id"], h["score"]) for h in boxed["results"]] == [
+        (h["item_id"], h["score"]) for h in by_hand["results"]
+    ]
+
+    for box, message in (
+        ("0,0,321,100", "box (0, 0, 321, 100) is outside the 320x320 photo "
+                        "(x from 0 to 320, y from 0 to 320)"),
+        ("100,10,20,60", "box (100, 10, 20, 60) is inverted: x1 must be greater than x0 "
+                         "and y1 greater than y0"),
+        ("0,0,8,8", "box (0, 0, 8, 8) is 8x8 pixels, smaller than the 16x16 minimum"),
+        ("1,2,3", "box must be 4 numbers \"x0,y0,x1,y1\" in pixels, got '1,2,3'"),
+    ):  # fmt: skip
+        capsys.readouterr()
+        assert run(home, "search", query, "--box", box) == 2
+        assert capsys.readouterr().err == f"lookalike: error: {message}\n"

@@ -1,9 +1,11 @@
 // The search page: a query (file, pasted image, URL or item) → a grid of similar items.
 // The URL holds an item query and the options (/?item=<id>&group=1&min_score=0.5),
-// so back/forward and shared links repeat the search.
+// so back/forward and shared links repeat the search. A box dragged on the preview
+// searches by that region of the photo (the API's `box`) until it is cleared.
 
 import { api, ApiError } from "./api.js";
 import { clearMessage, onKeyChange, showError } from "./layout.js";
+import { MIN_SIDE, RegionPicker } from "./region.js";
 
 const form = document.getElementById("search-form");
 const fileInput = document.getElementById("file");
@@ -15,12 +17,29 @@ const kInput = document.getElementById("k");
 const preview = document.getElementById("preview");
 const previewImg = document.getElementById("preview-img");
 const previewCaption = document.getElementById("preview-caption");
+const previewStage = document.getElementById("preview-stage");
+const regionBar = document.getElementById("region-bar");
+const regionHint = document.getElementById("region-hint");
+const regionClear = document.getElementById("region-clear");
 const results = document.getElementById("results");
 const info = document.getElementById("results-info");
 
 let lastQuery = null; // {kind: "file"|"url"|"item", value}
 let previewUrl = null; // an object URL to revoke when the preview changes
 let sequence = 0; // answers to superseded searches are dropped
+let region = null; // [x0, y0, x1, y1] in the query photo's pixels, or null: the whole photo
+
+const DRAG_HINT = "Drag on the photo to search by a region";
+const picker = new RegionPicker(previewImg, document.getElementById("region"), {
+  onPick: (box) => {
+    region = box;
+    showRegion();
+    if (lastQuery) run(lastQuery);
+  },
+  onTooSmall: () => {
+    regionHint.textContent = `Drag a larger box: at least ${MIN_SIDE}×${MIN_SIDE} pixels of the photo`;
+  },
+});
 
 function setState(state) {
   document.body.dataset.searchState = state;
@@ -47,6 +66,8 @@ function showPreview(query) {
   if (previewUrl) URL.revokeObjectURL(previewUrl);
   previewUrl = null;
   preview.hidden = false;
+  regionBar.hidden = query.kind === "url";
+  picker.setSize(query.kind === "file" ? "natural" : null);
   if (query.kind === "file") {
     previewUrl = URL.createObjectURL(query.value);
     previewImg.src = previewUrl;
@@ -58,6 +79,7 @@ function showPreview(query) {
     previewImg.hidden = false;
     previewImg.alt = "the catalogue item searched from";
     previewCaption.textContent = `item ${query.value.slice(0, 12)}…`;
+    originalSize(query);
   } else {
     // Foreign images are not loaded here (the page's policy allows this site's images
     // only); the API fetches the URL itself.
@@ -67,10 +89,45 @@ function showPreview(query) {
   }
 }
 
+// The preview of an item is its thumbnail; a box is in its stored original's pixels.
+async function originalSize(query) {
+  let size = null;
+  try {
+    const { body } = await api(`/api/v1/items/${encodeURIComponent(query.value)}`);
+    if (body.width && body.height) size = [body.width, body.height];
+  } catch {
+    // the search itself reports what is wrong with the item
+  }
+  if (query !== lastQuery) return;
+  if (size) picker.setSize(size);
+  else regionHint.textContent = "This item's size is unknown: no region search";
+}
+
+// The box over the preview, its hint, and the control that clears it.
+function showRegion() {
+  picker.show(region);
+  regionClear.hidden = region === null;
+  regionHint.textContent = region
+    ? `Searching the region ${region[0]},${region[1]} – ${region[2]},${region[3]} px`
+    : DRAG_HINT;
+}
+
+function clearRegion() {
+  if (region === null) return;
+  region = null;
+  showRegion();
+  if (lastQuery) run(lastQuery);
+}
+
 async function run(query, { push = true } = {}) {
-  lastQuery = query;
+  if (query !== lastQuery) {
+    // A new photo: its preview, and no box yet (a box belongs to the photo it was drawn on).
+    lastQuery = query;
+    region = null;
+    showPreview(query);
+    showRegion();
+  }
   const mine = ++sequence;
-  showPreview(query);
   setState("searching");
   info.textContent = "Searching…";
   results.setAttribute("aria-busy", "true");
@@ -81,10 +138,13 @@ async function run(query, { push = true } = {}) {
     const data = new FormData();
     data.append("image", query.value, query.value.name || "pasted.png");
     for (const [name, value] of Object.entries(chosen)) data.append(name, String(value));
+    if (region) data.append("box", region.join(","));
     request = { method: "POST", body: data };
   } else {
     const field = query.kind === "item" ? "item_id" : "image_url";
-    request = { method: "POST", json: { [field]: query.value, ...chosen } };
+    const json = { [field]: query.value, ...chosen };
+    if (region) json.box = region;
+    request = { method: "POST", json };
   }
   try {
     const { body } = await api("/api/v1/search", request);
@@ -120,7 +180,8 @@ function render(body) {
   info.textContent =
     count === 0
       ? "Nothing similar enough (try a lower min score)."
-      : `${count} result${count === 1 ? "" : "s"} in ${Math.round(body.took_ms)} ms ` +
+      : `${count} result${count === 1 ? "" : "s"} ${body.box ? "for the region " : ""}` +
+        `in ${Math.round(body.took_ms)} ms ` +
         `· index ${body.index_version} · model ${body.model_version}`;
 }
 
@@ -170,6 +231,8 @@ function fromUrl({ push = false } = {}) {
     run({ kind: "item", value: item }, { push });
   } else if (lastQuery && lastQuery.kind === "item") {
     lastQuery = null; // back to the blank page
+    region = null;
+    showRegion();
     results.replaceChildren();
     preview.hidden = true;
     info.textContent = "Search with a photo to see similar products.";
@@ -259,6 +322,14 @@ document.addEventListener("paste", (event) => {
     urlInput.value = text;
     run({ kind: "url", value: text });
   }
+});
+
+regionClear.addEventListener("click", () => {
+  clearRegion();
+  previewStage.focus(); // the button hides with the box: keep the focus near it
+});
+document.addEventListener("keydown", (event) => {
+  if (event.key === "Escape" && region !== null && !event.defaultPrevented) clearRegion();
 });
 
 window.addEventListener("popstate", () => fromUrl());
