@@ -42,7 +42,8 @@ def test_the_production_config_file(monkeypatch, tmp_path):
 
 
 def test_the_master_prepares_and_tidies_the_metrics_directory(monkeypatch, tmp_path):
-    monkeypatch.delenv(multiproc.ENV, raising=False)  # restored after: the hook exports it
+    # the hook exports the variable: monkeypatch restores what was there (nothing, mostly)
+    monkeypatch.setenv(multiproc.ENV, str(tmp_path / "not-this-one"))
     settings = Settings(home=tmp_path, api_bind="0.0.0.0:9000", _env_file=None)
     options = gunicorn_options(settings, bind="127.0.0.1:9001")
     directory = tmp_path / "run" / "metrics" / f"{socket.gethostname()}_127.0.0.1_9001"
