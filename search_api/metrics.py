@@ -28,6 +28,8 @@ from search_api import multiproc
 BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 CONTENT_TYPE = prometheus_client.CONTENT_TYPE_PLAIN_0_0_4  # what generate_latest writes
 
+_NOTHING_YET = object()  # no version recorded, not even "none"
+
 # The same series in both modes: multiprocess mode has no *_created series.
 prometheus_client.disable_created_metrics()
 
@@ -72,7 +74,7 @@ class Metrics:
             "lookalike_index_vectors", "Vectors in the index version the server serves.",
             multiprocess_mode="livemostrecent", **own,
         )  # fmt: skip
-        self._serving: str | None = None
+        self._serving: object = _NOTHING_YET
 
     @classmethod
     def for_process(cls) -> Metrics:
@@ -89,8 +91,8 @@ class Metrics:
     def model_loaded(self) -> None:
         self._model_loaded.set(1)
 
-    def serving(self, version: str, vectors: int) -> None:
-        """The index version this process holds; recorded when it changes."""
+    def serving(self, version: str | None, vectors: int) -> None:
+        """The index version this process holds (None: none); recorded when it changes."""
         if version != self._serving:
             self._serving = version
             self._index_vectors.set(vectors)

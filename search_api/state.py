@@ -40,6 +40,8 @@ class ApiState:
             self.searcher()
         except NotReady as error:
             log.warning("starting without an index: %s", error)
+            if self.engine.loaded_searcher() is None:
+                self.metrics.serving(None, 0)  # 0 vectors, rather than no series at all
 
     def load_model(self) -> None:
         self.embedder()

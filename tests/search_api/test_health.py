@@ -38,6 +38,15 @@ def test_metrics_count_requests_and_search_latency(client, indexed):
     assert not [name for name, _ in found if name.endswith("_created")]  # as under gunicorn
 
 
+def test_metrics_without_an_index_say_0_vectors(home_for):
+    from search_api import create_app
+
+    client = create_app(engine=home_for("no-index")).test_client()
+    found = samples(client.get("/metrics").get_data(as_text=True))
+    assert value(found, "lookalike_index_vectors") == 0
+    assert value(found, "lookalike_model_loaded") == 1
+
+
 def test_stats(client, indexed):
     body = client.get("/api/v1/stats").json
     assert body["items"]["indexed"] == 12
