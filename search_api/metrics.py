@@ -26,7 +26,8 @@ from prometheus_client import (
 from search_api import multiproc
 
 BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
-CONTENT_TYPE = prometheus_client.CONTENT_TYPE_PLAIN_0_0_4  # what generate_latest writes
+# What generate_latest writes (text format 0.0.4; newer clients' CONTENT_TYPE_LATEST is 1.0.0).
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 _NOTHING_YET = object()  # no version recorded, not even "none"
 
