@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import socket
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit, urlunsplit
@@ -122,10 +123,10 @@ class Settings(BaseSettings):
                 raise ValueError(f"not a network in CIDR notation: {cidr!r}") from None
         return networks
 
-    @field_validator("home")
+    @field_validator("home", "api_metrics_dir")
     @classmethod
-    def _absolute_home(cls, value: Path) -> Path:
-        return value.expanduser().resolve()
+    def _absolute_path(cls, value: Path | None) -> Path | None:
+        return value.expanduser().resolve() if value is not None else None
 
     @field_validator("api_key")
     @classmethod
@@ -260,6 +261,22 @@ class Settings(BaseSettings):
     api_bind: str = Field("127.0.0.1:8000", description="gunicorn's address (host:port)")
     api_workers: int = Field(2, ge=1, le=64, description="gunicorn worker processes")
     api_threads: int = Field(4, ge=1, le=64, description="request threads per worker process")
+    api_metrics_dir: Path | None = Field(
+        None, description="the gunicorn workers' metric files (prometheus_client multiprocess), "
+        "emptied when the server starts; default: home/run/metrics/<host>_<bind>"
+    )
+
+    def api_metrics_dir_for(self, bind: str) -> Path:
+        """Where the server bound to ``bind`` keeps its workers' metric files.
+
+        One directory per server by default: API machines may share the data directory,
+        and each server empties its own at start and sums only its own workers.
+        """
+        if self.api_metrics_dir is not None:
+            return self.api_metrics_dir
+        server = re.sub(r"[^\w.-]+", "_", f"{socket.gethostname()}_{bind}")
+        return self.home / "run" / "metrics" / server
+
     # -- end of HTTP search API ----------------------------------------------------
 
     # -- Catalogue maps (indexer.maps): t-SNE of a sample of an index version --------

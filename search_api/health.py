@@ -5,6 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, Response, jsonify
 
 from search_api.auth import read_access
+from search_api.metrics import CONTENT_TYPE
 from search_api.search import not_ready, state
 from search_api.state import NotReady
 
@@ -33,13 +34,8 @@ def readyz():
 @bp.get("/metrics")
 def metrics():
     api = state()
-    held = api.engine.loaded_searcher()
-    vectors = held[1].index.manifest.total if held is not None else 0
-    gauges = {
-        "lookalike_index_vectors": ("Vectors in the index version this process serves.", vectors),
-        "lookalike_model_loaded": ("1 when the embedding model is loaded.", api.model_loaded),
-    }
-    return Response(api.metrics.render(gauges), mimetype="text/plain; version=0.0.4")
+    api.note_serving()  # a version swapped in by a search's own engine call
+    return Response(api.metrics.render(), content_type=CONTENT_TYPE)
 
 
 @api_bp.get("/stats")

@@ -30,7 +30,7 @@ class ApiState:
     def __init__(self, settings: Settings, engine: Lookalike | None = None):
         self.settings = settings
         self.engine = engine if engine is not None else Lookalike.open(settings)
-        self.metrics = Metrics()
+        self.metrics = Metrics.for_process()
         self._model_loaded = False
 
     def preload(self) -> None:
@@ -40,6 +40,8 @@ class ApiState:
             self.searcher()
         except NotReady as error:
             log.warning("starting without an index: %s", error)
+            if self.engine.loaded_searcher() is None:
+                self.metrics.serving(None, 0)  # 0 vectors, rather than no series at all
 
     def load_model(self) -> None:
         self.embedder()
@@ -47,7 +49,9 @@ class ApiState:
     def embedder(self) -> Embedder:
         """The engine's embedder; loads the model on first use (at start with api_preload)."""
         embedder = self.engine.embedder  # a cached property: the model loads once
-        self._model_loaded = True
+        if not self._model_loaded:
+            self._model_loaded = True
+            self.metrics.model_loaded()
         return embedder
 
     @property
@@ -64,6 +68,14 @@ class ApiState:
             return self.engine.searcher()
         except (NoIndexError, IndexLoadError) as error:
             raise NotReady(str(error)) from error
+        finally:
+            self.note_serving()
+
+    def note_serving(self) -> None:
+        """Record the index version held in memory (not loading one) in the metrics."""
+        held = self.engine.loaded_searcher()
+        if held is not None:
+            self.metrics.serving(held[0], held[1].index.manifest.total)
 
     def close(self) -> None:
         self.engine.close()

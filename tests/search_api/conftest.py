@@ -16,10 +16,11 @@ from indexer.config import Settings
 from indexer.engine import Lookalike
 from search_api import create_app
 
-# The worker tests' harness (real worker processes, Redis) for the end-to-end test.
-_workers_tests = str(Path(__file__).resolve().parents[1] / "workers")
-if _workers_tests not in sys.path:
-    sys.path.append(_workers_tests)
+# The worker tests' harness (real worker processes, Redis) for the end-to-end tests, and
+# this folder's own (gunicorn_harness: a real server).
+for _harness in (Path(__file__).resolve().parents[1] / "workers", Path(__file__).parent):
+    if str(_harness) not in sys.path:
+        sys.path.append(str(_harness))
 from worker_harness import make_setup, procs, redis_prefix, redis_url, tiny_model  # noqa: E402, F401, I001
 
 API_KEY = "test-key-0123456789abcdef"

@@ -7,38 +7,15 @@ them and find it first; the request limits hold on the real server too.
 from __future__ import annotations
 
 import json
-import socket
-import sys
 import time
-from pathlib import Path
 
 import images_factory
 import pytest
 import urllib3
+from gunicorn_harness import DEPLOY_CONFIG, GUNICORN, free_port, wait_until_up
 from worker_harness import WAIT  # on sys.path through conftest.py, with its fixtures
 
-REPO = Path(__file__).resolve().parents[2]
-GUNICORN = str(Path(sys.executable).with_name("gunicorn"))
 KEY = "e2e-key-0123456789abcdef"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_until_up(http: urllib3.PoolManager, base: str, api) -> None:
-    deadline = time.monotonic() + WAIT
-    while True:
-        try:
-            if http.request("GET", f"{base}/healthz", retries=False).status == 200:
-                return
-        except urllib3.exceptions.HTTPError:
-            pass
-        if api.popen.poll() is not None or time.monotonic() > deadline:
-            raise AssertionError(f"gunicorn did not come up:\n{api.text()[-4000:]}")
-        time.sleep(0.2)
 
 
 @pytest.mark.slow
@@ -53,7 +30,7 @@ def test_upload_wait_search_through_gunicorn_redis_and_a_worker(
     )  # fmt: skip
     procs.worker(setup, "--concurrency", "1")
     api = procs.start(
-        "gunicorn", [GUNICORN, "-c", str(REPO / "deploy" / "gunicorn.conf.py")],
+        "gunicorn", [GUNICORN, "-c", DEPLOY_CONFIG],
         setup.env(), setup.home.parent,
     )  # fmt: skip
     base = f"http://127.0.0.1:{port}"

@@ -1,6 +1,7 @@
 """Probes, metrics, stats and the OpenAPI document."""
 
 import pytest
+from prometheus_text import samples, value
 
 pytestmark = pytest.mark.slow
 
@@ -16,17 +17,34 @@ def test_metrics_count_requests_and_search_latency(client, indexed):
     target = indexed.catalog.items_with_status("indexed")[0]
     client.post("/api/v1/search", json={"item_id": target.id})
     client.get("/api/v1/items/" + "c" * 64)
-    text = client.get("/metrics").get_data(as_text=True)
-    assert (
-        'lookalike_http_requests_total{method="POST",route="/api/v1/search",status="200"} 1'
-        in text
-    )
-    assert 'route="/api/v1/items/<item_id>",status="404"} 1' in text
-    assert 'lookalike_search_duration_seconds_count{query="item"} 1' in text
-    assert 'lookalike_http_request_duration_seconds_bucket{route="/api/v1/search",le="+Inf"} 1' \
-        in text  # fmt: skip
-    assert "lookalike_index_vectors 12" in text
-    assert "lookalike_model_loaded 1" in text
+    response = client.get("/metrics")
+    assert response.mimetype == "text/plain"
+    found = samples(response.get_data(as_text=True))
+    requests = "lookalike_http_requests_total"
+    assert value(found, requests, method="POST", route="/api/v1/search", status="200") == 1
+    assert value(found, requests, method="GET", route="/api/v1/items/<item_id>",
+                 status="404") == 1  # fmt: skip
+    assert value(found, "lookalike_search_duration_seconds_count", query="item") == 1
+    latency = "lookalike_http_request_duration_seconds_bucket"
+    assert value(found, latency, route="/api/v1/search", le="+Inf") == 1
+    # the documented buckets, 1 ms to 10 s
+    assert sorted(float(dict(labels)["le"]) for name, labels in found
+                  if name == latency and ("route", "/api/v1/search") in labels) == [
+        0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+        float("inf"),
+    ]  # fmt: skip
+    assert value(found, "lookalike_index_vectors") == 12
+    assert value(found, "lookalike_model_loaded") == 1
+    assert not [name for name, _ in found if name.endswith("_created")]  # as under gunicorn
+
+
+def test_metrics_without_an_index_say_0_vectors(home_for):
+    from search_api import create_app
+
+    client = create_app(engine=home_for("no-index")).test_client()
+    found = samples(client.get("/metrics").get_data(as_text=True))
+    assert value(found, "lookalike_index_vectors") == 0
+    assert value(found, "lookalike_model_loaded") == 1
 
 
 def test_stats(client, indexed):

@@ -1,12 +1,15 @@
 """`lookalike serve` and deploy/gunicorn.conf.py: the same gunicorn options from settings."""
 
+import os
 import runpy
+import socket
 from pathlib import Path
 
 import pytest
 
 from indexer.cli import main
 from indexer.config import Settings
+from search_api import multiproc
 from search_api.serve import WSGI_APP, gunicorn_options
 
 REPO = Path(__file__).resolve().parents[2]
@@ -36,3 +39,30 @@ def test_the_production_config_file(monkeypatch, tmp_path):
     assert config["wsgi_app"] == WSGI_APP
     assert config["bind"] == "127.0.0.1:8123"
     assert config["limit_request_line"] == 8190
+
+
+def test_the_master_prepares_and_tidies_the_metrics_directory(monkeypatch, tmp_path):
+    # the hook exports the variable: monkeypatch restores what was there (nothing, mostly)
+    monkeypatch.setenv(multiproc.ENV, str(tmp_path / "not-this-one"))
+    settings = Settings(home=tmp_path, api_bind="0.0.0.0:9000", _env_file=None)
+    options = gunicorn_options(settings, bind="127.0.0.1:9001")
+    directory = tmp_path / "run" / "metrics" / f"{socket.gethostname()}_127.0.0.1_9001"
+    assert settings.api_metrics_dir_for("127.0.0.1:9001") == directory  # one per server
+    explicit = Settings(home=tmp_path, api_metrics_dir=tmp_path / "m", _env_file=None)
+    assert explicit.api_metrics_dir_for("127.0.0.1:9001") == tmp_path / "m"
+
+    directory.mkdir(parents=True)
+    for name in ("counter_11.db", "gauge_livemin_11.db", "keep.txt"):
+        (directory / name).write_bytes(b"x")
+    options["on_starting"](object())
+    assert sorted(path.name for path in directory.iterdir()) == ["keep.txt"]  # only its own
+    assert os.environ[multiproc.ENV] == str(directory)
+    monkeypatch.delenv(multiproc.ENV)  # this test process's own metrics stay in memory
+
+    for name in ("counter_12.db", "histogram_12.db", "gauge_livemin_12.db",
+                 "gauge_livemostrecent_12.db", "gauge_livemin_13.db"):
+        (directory / name).write_bytes(b"")
+    options["child_exit"](object(), type("Worker", (), {"pid": 12})())
+    assert sorted(path.name for path in directory.glob("*.db")) == [
+        "counter_12.db", "gauge_livemin_13.db", "histogram_12.db",
+    ]  # fmt: skip
