@@ -418,6 +418,99 @@ def test_the_box_clears_from_the_keyboard_and_a_tiny_drag_says_why(site, page, t
     assert searches == [] and page.watch.errors == []
 
 
+# -- why? ----------------------------------------------------------------------------------
+
+# The pixel at the centre of a heatmap's hottest cell, on the panel's canvas and on the same
+# photo drawn alone at the same size: the overlay must have changed it, towards heat colours.
+HOTTEST_PIXEL = """async ([selector, src, frame, heatmap]) => {
+  const canvas = document.querySelector(selector);
+  const img = new Image();
+  img.src = src;
+  await img.decode();
+  const plain = document.createElement("canvas");
+  plain.width = canvas.width;
+  plain.height = canvas.height;
+  plain.getContext("2d").drawImage(img, 0, 0, plain.width, plain.height);
+  let best = [0, 0], peak = -Infinity;
+  heatmap.forEach((row, r) => row.forEach((v, c) => {
+    if (v > peak) { peak = v; best = [r, c]; }
+  }));
+  const scale = canvas.width / frame.width;
+  const [x0, y0, x1, y1] = frame.box;
+  const x = Math.floor((x0 + (best[1] + 0.5) * (x1 - x0) / heatmap[0].length) * scale);
+  const y = Math.floor((y0 + (best[0] + 0.5) * (y1 - y0) / heatmap.length) * scale);
+  const pixel = (c) => Array.from(c.getContext("2d").getImageData(x, y, 1, 1).data);
+  return {overlay: pixel(canvas), photo: pixel(plain), size: [canvas.width, canvas.height]};
+}"""
+
+
+def is_explain(response) -> bool:
+    return response.url.endswith("/api/v1/explain") and response.request.method == "POST"
+
+
+def assert_overlaid(page: Page, selector: str, src: str, frame: dict, heatmap: list) -> None:
+    seen = page.evaluate(HOTTEST_PIXEL, [selector, src, frame, heatmap])
+    overlay, photo = seen["overlay"], seen["photo"]
+    assert max(seen["size"]) == 240  # the photo drawn, at the panel's size
+    assert sum(abs(a - b) for a, b in zip(overlay[:3], photo[:3], strict=True)) >= 30, seen
+    assert overlay[2] <= photo[2], seen  # heat colours hold no blue: blending lowers it
+
+
+def test_why_shows_where_the_similarity_comes_from_on_both_photos(site, page):
+    _, shots = sorted(site.catalogue.photos.items())[1]
+    page.goto(site.base + "/")
+    upload(page, shots[0])
+    toggle = page.locator("#results .why-toggle").nth(1)
+    result_image = page.locator("#results a.result").nth(1).get_attribute("data-item")
+    with page.expect_response(is_explain) as answered:
+        toggle.click()
+    assert answered.value.status == 200
+    body = answered.value.json()
+    assert body["result_item_id"] == result_image
+    panel = page.locator("#why")
+    expect(panel).to_have_attribute("data-state", "done")
+    expect(toggle).to_have_attribute("aria-expanded", "true")
+    expect(panel.locator(".why-caption")).to_contain_text(f"score {body['score']:.3f}")
+    # the panel opens right after the card whose button was pressed
+    assert page.evaluate("document.getElementById('why').previousElementSibling"
+                         ".contains(document.querySelectorAll('#results .why-toggle')[1])")
+    query_src = page.locator("#preview-img").get_attribute("src")
+    assert_overlaid(page, "#why canvas.why-query", query_src, body["query_image"],
+                    body["query_heatmap"])
+    assert_overlaid(page, "#why canvas.why-result", f"/api/v1/items/{result_image}/image",
+                    body["result_image"], body["result_heatmap"])
+    shoot(page, "why_overlays")
+    toggle.click()
+    expect(panel).to_be_hidden()
+    expect(toggle).to_have_attribute("aria-expanded", "false")
+    assert page.watch.errors == [] and page.watch.dialogs == []
+
+
+def test_why_opens_moves_and_closes_from_the_keyboard(site, page):
+    _, shots = sorted(site.catalogue.photos.items())[2]
+    page.goto(site.base + "/")
+    upload(page, shots[0])
+    first, second = (page.locator("#results .why-toggle").nth(i) for i in (0, 2))
+    page.locator("#results a.result").first.focus()
+    page.keyboard.press("Tab")  # the card's own Why? comes right after its link
+    expect(first).to_be_focused()
+    with page.expect_response(is_explain):
+        page.keyboard.press("Enter")
+    expect(page.locator("#why")).to_have_attribute("data-state", "done")
+    expect(first).to_have_attribute("aria-expanded", "true")
+    second.focus()
+    with page.expect_response(is_explain):
+        page.keyboard.press("Space")
+    expect(page.locator("#why")).to_have_attribute("data-state", "done")
+    expect(first).to_have_attribute("aria-expanded", "false")
+    expect(second).to_have_attribute("aria-expanded", "true")
+    page.keyboard.press("Enter")
+    expect(page.locator("#why")).to_be_hidden()
+    expect(second).to_have_attribute("aria-expanded", "false")
+    expect(second).to_be_focused()
+    assert page.watch.errors == []
+
+
 # -- map -----------------------------------------------------------------------------------
 
 

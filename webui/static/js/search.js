@@ -1,11 +1,13 @@
 // The search page: a query (file, pasted image, URL or item) → a grid of similar items.
 // The URL holds an item query and the options (/?item=<id>&group=1&min_score=0.5),
 // so back/forward and shared links repeat the search. A box dragged on the preview
-// searches by that region of the photo (the API's `box`) until it is cleared.
+// searches by that region of the photo (the API's `box`) until it is cleared. "Why?" on
+// a result shows where its similarity to the query comes from (why.js).
 
 import { api, ApiError } from "./api.js";
 import { clearMessage, onKeyChange, showError } from "./layout.js";
 import { MIN_SIDE, RegionPicker } from "./region.js";
+import { WhyPanel } from "./why.js";
 
 const form = document.getElementById("search-form");
 const fileInput = document.getElementById("file");
@@ -23,6 +25,7 @@ const regionHint = document.getElementById("region-hint");
 const regionClear = document.getElementById("region-clear");
 const results = document.getElementById("results");
 const info = document.getElementById("results-info");
+const why = new WhyPanel(document.getElementById("why"));
 
 let lastQuery = null; // {kind: "file"|"url"|"item", value}
 let previewUrl = null; // an object URL to revoke when the preview changes
@@ -132,22 +135,9 @@ async function run(query, { push = true } = {}) {
   info.textContent = "Searching…";
   results.setAttribute("aria-busy", "true");
   if (push) updateUrl(query);
-  const chosen = options();
-  let request;
-  if (query.kind === "file") {
-    const data = new FormData();
-    data.append("image", query.value, query.value.name || "pasted.png");
-    for (const [name, value] of Object.entries(chosen)) data.append(name, String(value));
-    if (region) data.append("box", region.join(","));
-    request = { method: "POST", body: data };
-  } else {
-    const field = query.kind === "item" ? "item_id" : "image_url";
-    const json = { [field]: query.value, ...chosen };
-    if (region) json.box = region;
-    request = { method: "POST", json };
-  }
+  why.close();
   try {
-    const { body } = await api("/api/v1/search", request);
+    const { body } = await api("/api/v1/search", queryRequest(query, options()));
     if (mine !== sequence) return;
     clearMessage();
     render(body);
@@ -163,6 +153,22 @@ async function run(query, { push = true } = {}) {
   }
 }
 
+// The API request for `query` (and its box, if any) with `fields` beside it: the same
+// for /search and /explain, which read the query alike.
+function queryRequest(query, fields) {
+  if (query.kind === "file") {
+    const data = new FormData();
+    data.append("image", query.value, query.value.name || "pasted.png");
+    for (const [name, value] of Object.entries(fields)) data.append(name, String(value));
+    if (region) data.append("box", region.join(","));
+    return { method: "POST", body: data };
+  }
+  const field = query.kind === "item" ? "item_id" : "image_url";
+  const json = { [field]: query.value, ...fields };
+  if (region) json.box = region;
+  return { method: "POST", json };
+}
+
 function updateUrl(query) {
   const params = new URLSearchParams();
   if (query.kind === "item") params.set("item", query.value);
@@ -174,6 +180,7 @@ function updateUrl(query) {
 }
 
 function render(body) {
+  why.close();
   const items = body.results.map(resultCard);
   results.replaceChildren(...items);
   const count = body.results.length;
@@ -217,7 +224,20 @@ function resultCard(hit) {
   meta.textContent = parts.join(" · ");
 
   link.append(img, score, title, meta);
-  li.append(link);
+  // A button beside the link, not in it: a control inside a link is not reachable alone.
+  const explain = document.createElement("button");
+  explain.type = "button";
+  explain.className = "why-toggle";
+  explain.textContent = "Why?";
+  explain.setAttribute("aria-expanded", "false");
+  explain.setAttribute("aria-controls", "why");
+  explain.setAttribute("aria-label", `Why does ${name} look like the query?`);
+  const query = lastQuery;
+  const queryImage = previewImg.src && !preview.hidden ? previewImg : null;
+  explain.addEventListener("click", () =>
+    why.toggle(explain, hit, (id) => queryRequest(query, { result_item_id: id }), queryImage),
+  );
+  li.append(link, explain);
   return li;
 }
 
