@@ -29,6 +29,13 @@ from PIL import Image
 
 from indexer.catalog import Catalog, Item, ItemStatus, vector_id_for
 from indexer.config import Settings, load_settings
+from indexer.explain import (
+    DECOMPOSITION,
+    Explainer,
+    Explanation,
+    UnknownResultItem,
+    check_method,
+)
 from indexer.images import ImageRejected, load_image, to_rgb
 from indexer.index.errors import IndexLoadError
 from indexer.index.searcher import MAX_K, ShardedSearcher
@@ -304,16 +311,64 @@ class Lookalike:
             if vector.ndim != 1:
                 raise ValueError(f"a query vector is [dim] or [1, dim], got {vector.shape}")
             return vector[None, :]
+        return self.embedder.embed_images([self._query_image(query)])
+
+    def _query_image(self, query: bytes | str | Path | Image.Image) -> Image.Image:
+        """A query photo decoded with the intake's limits (``ImageRejected`` if refused)."""
         if isinstance(query, Image.Image):
-            image = to_rgb(query)
+            return to_rgb(query)
+        data = query if isinstance(query, bytes) else Path(query).read_bytes()
+        return load_image(
+            data,
+            max_bytes=self.settings.max_image_bytes,
+            max_pixels=self.settings.max_image_pixels,
+        ).image
+
+    # -- explain -------------------------------------------------------------
+
+    @cached_property
+    def explainer(self) -> Explainer:
+        return Explainer(self.embedder)
+
+    def explain(
+        self, query: Query, result_item_id: str, *, method: str = DECOMPOSITION
+    ) -> Explanation:
+        """Where the similarity of ``query`` and a catalogued item comes from.
+
+        ``query`` as :meth:`search` takes it, but with pixels: image bytes, a path, a PIL
+        image, or an :class:`ItemQuery` / :class:`Item` (its stored original); not a
+        vector. ``method``: ``"decomposition"`` (exact: the maps sum to the score) or
+        ``"occlusion"`` (see :mod:`indexer.explain`). The score is the pair's cosine with
+        the current model in float32; with the ``torch`` runtime at fp32 it is the
+        search's score, under bf16 or an optimised runtime within ~1e-3 of it.
+
+        Raises :class:`UnknownResultItem` for a result item that is not catalogued,
+        deleted or without a stored image, :class:`UnknownItem` for such a query item,
+        ``ImageRejected`` for a query image we refuse, :class:`ValueError` for a bad
+        method or a vector query.
+        """
+        method = check_method(method)
+        explainer, home = self.explainer, self.settings.home
+        result = explainer.stored(self._stored_item(result_item_id, UnknownResultItem), home)
+        if isinstance(query, Item):
+            query = ItemQuery(query.id)
+        if isinstance(query, ItemQuery):
+            shown = explainer.stored(self._stored_item(query.item_id, UnknownItem), home)
+        elif isinstance(query, np.ndarray):
+            raise ValueError("explain needs the query's pixels: an image or an item, not a vector")
         else:
-            data = query if isinstance(query, bytes) else Path(query).read_bytes()
-            image = load_image(
-                data,
-                max_bytes=self.settings.max_image_bytes,
-                max_pixels=self.settings.max_image_pixels,
-            ).image
-        return self.embedder.embed_images([image])
+            shown = explainer.image(self._query_image(query))
+        return explainer.explain(shown, result, method, model_version=self.model.version,
+                                 result_item_id=result_item_id)
+
+    def _stored_item(self, item_id: str, missing: type[UnknownItem]) -> Item:
+        """A catalogued, not deleted item whose original is stored, else ``missing``."""
+        item = self.catalog.get(item_id)
+        if item is None or item.status == ItemStatus.DELETED:
+            raise missing(f"no item {item_id}")
+        if not item.stored_path or not (self.settings.home / item.stored_path).is_file():
+            raise missing(f"item {item_id} has no stored image")
+        return item
 
     def item_vector(self, item_id: str) -> np.ndarray | None:
         """The current model's stored vector of an item (1 x dim), or None if it has none.
@@ -384,6 +439,6 @@ class Lookalike:
 
 
 __all__ = [
-    "EmbedReport", "ImageRejected", "ItemNotEmbedded", "ItemQuery", "Lookalike", "NoIndexError",
-    "Query", "SearchHit", "SearchResult", "UnknownItem",
+    "EmbedReport", "Explanation", "ImageRejected", "ItemNotEmbedded", "ItemQuery", "Lookalike",
+    "NoIndexError", "Query", "SearchHit", "SearchResult", "UnknownItem", "UnknownResultItem",
 ]  # fmt: skip

@@ -1,6 +1,6 @@
 """Prometheus text exposition, kept in-process (one set of series per worker process).
 
-Request counts by method, route and status; request latency and search latency
+Request counts by method, route and status; request, search and explain latency
 as histograms; the index size is read at scrape time.
 """
 
@@ -47,6 +47,7 @@ class Metrics:
         self.requests: dict[tuple[str, str, int], int] = defaultdict(int)
         self.latency: dict[str, Histogram] = defaultdict(Histogram)
         self.search: dict[str, Histogram] = defaultdict(Histogram)
+        self.explain: dict[str, Histogram] = defaultdict(Histogram)
 
     def request(self, method: str, route: str, status: int, seconds: float) -> None:
         with self._lock:
@@ -56,6 +57,10 @@ class Metrics:
     def searched(self, kind: str, seconds: float) -> None:
         with self._lock:
             self.search[kind].observe(seconds)
+
+    def explained(self, method: str, seconds: float) -> None:
+        with self._lock:
+            self.explain[method].observe(seconds)
 
     def render(self, gauges: dict[str, tuple[str, float]]) -> str:
         lines = [
@@ -82,6 +87,13 @@ class Metrics:
             ]
             for kind, histogram in sorted(self.search.items()):
                 lines += histogram.lines("lookalike_search_duration_seconds", f'query="{kind}"')
+            lines += [
+                "# HELP lookalike_explain_duration_seconds Explain time by method.",
+                "# TYPE lookalike_explain_duration_seconds histogram",
+            ]
+            for method, histogram in sorted(self.explain.items()):
+                lines += histogram.lines("lookalike_explain_duration_seconds",
+                                         f'method="{method}"')
         for name, (help_text, value) in gauges.items():
             lines += [f"# HELP {name} {help_text}", f"# TYPE {name} gauge", f"{name} {value:g}"]
         return "\n".join(lines) + "\n"
