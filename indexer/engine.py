@@ -339,8 +339,8 @@ class Lookalike:
         image, or an :class:`ItemQuery` / :class:`Item` (its stored original); not a
         vector. ``method``: ``"decomposition"`` (exact: the maps sum to the score) or
         ``"occlusion"`` (see :mod:`indexer.explain`). The score is the pair's cosine with
-        the current model in float32; with the ``torch`` runtime at fp32 it is the
-        search's score, under bf16 or an optimised runtime within ~1e-3 of it.
+        the current model in float32: the search's score for fp32 vectors, up to ~0.02
+        off it where the search runs in bf16 (:class:`~indexer.explain.Explanation`).
 
         Raises :class:`UnknownResultItem` for a result item that is not catalogued,
         deleted or without a stored image, :class:`UnknownItem` for such a query item,

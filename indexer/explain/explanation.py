@@ -41,9 +41,10 @@ class Explanation:
     """Where the similarity of a query and a result comes from.
 
     ``score``: the cosine of the two images' vectors, computed by PyTorch in float32 on
-    the CPU; for ``decomposition`` each map sums to it. It is the score ``search``
-    reports for the pair with the ``torch`` runtime at fp32 (to ~1e-5); under an
-    optimised runtime or bf16 the search's score can differ by ~1e-3. For
+    the CPU; for ``decomposition`` each map sums to it. With fp32 vectors (any runtime
+    at ``LOOKALIKE_PRECISION=fp32``) it is the score ``search`` reports for the pair, to
+    ~1e-6; the search's bf16 vectors put its scores up to ~0.02 off (OpenVINO bf16 on an
+    AMD EPYC: 0.011 on average, 0.024 at most, over 12 sample pairs). For
     ``occlusion`` a cell is the drop in the score with that patch hidden.
     Sizes are ``(width, height)`` of the upright photos.
     """
