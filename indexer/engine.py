@@ -339,8 +339,9 @@ class Lookalike:
         image, or an :class:`ItemQuery` / :class:`Item` (its stored original); not a
         vector. ``method``: ``"decomposition"`` (exact: the maps sum to the score) or
         ``"occlusion"`` (see :mod:`indexer.explain`). The score is the pair's cosine with
-        the current model in float32: the search's score for fp32 vectors, up to ~0.02
-        off it where the search runs in bf16 (:class:`~indexer.explain.Explanation`).
+        the current model in float32: the search's score for fp32 vectors, and some
+        hundredths off it where the search runs in bf16; ``search_score`` is the search's
+        own (:class:`~indexer.explain.Explanation`).
 
         Raises :class:`UnknownResultItem` for a result item that is not catalogued,
         deleted or without a stored image, :class:`UnknownItem` for such a query item,
@@ -354,12 +355,18 @@ class Lookalike:
             query = ItemQuery(query.id)
         if isinstance(query, ItemQuery):
             shown = explainer.stored(self._stored_item(query.item_id, UnknownItem), home)
+            query_vector = self.item_vector(query.item_id)
         elif isinstance(query, np.ndarray):
             raise ValueError("explain needs the query's pixels: an image or an item, not a vector")
         else:
-            shown = explainer.image(self._query_image(query))
+            image = self._query_image(query)
+            shown = explainer.image(image)
+            query_vector = self.embedder.embed_images([image])
+        stored = self.item_vector(result_item_id)
+        search_score = (None if query_vector is None or stored is None
+                        else float(query_vector[0] @ stored[0]))
         return explainer.explain(shown, result, method, model_version=self.model.version,
-                                 result_item_id=result_item_id)
+                                 result_item_id=result_item_id, search_score=search_score)
 
     def _stored_item(self, item_id: str, missing: type[UnknownItem]) -> Item:
         """A catalogued, not deleted item whose original is stored, else ``missing``."""

@@ -114,7 +114,8 @@ def _search_schemas() -> dict:
         "ExplainResponse": _object(
             ["score", "method", "query_heatmap", "result_heatmap", "query_image",
              "result_image", "model_version", "result_item_id", "took_ms"],
-            score=NUMBER, method=_t("string", enum=list(EXPLAIN_METHODS)),
+            score=NUMBER, search_score=_t(["number", "null"]),
+            method=_t("string", enum=list(EXPLAIN_METHODS)),
             query_heatmap=HEATMAP, result_heatmap=HEATMAP,
             query_image=_ref("ExplainedImage"), result_image=_ref("ExplainedImage"),
             model_version=STRING, result_item_id=ITEM_ID, took_ms=NUMBER,

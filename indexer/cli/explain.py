@@ -69,8 +69,10 @@ def cmd_explain(args) -> None:
                               "took_ms": round(took_ms, 1),
                               "png": str(args.png) if args.png else None}, indent=2))
             return
+        searched = ("" if explained.search_score is None
+                    else f"; the search scores it {explained.search_score:.4f}")
         print(f"score {explained.score:.4f} ({explained.method}, model "
-              f"{explained.model_version}, {took_ms:.0f} ms)")
+              f"{explained.model_version}, {took_ms:.0f} ms{searched})")
         for side in ("query", "result"):
             size = getattr(explained, f"{side}_size")
             print(f"  {side:<6} {size[0]}x{size[1]}: "

@@ -66,8 +66,8 @@ class Explainer:
         return Shown(pixels, size)
 
     def explain(self, query: Shown, result: Shown, method: str = DECOMPOSITION, *,
-                model_version: str | None = None,
-                result_item_id: str | None = None) -> Explanation:
+                model_version: str | None = None, result_item_id: str | None = None,
+                search_score: float | None = None) -> Explanation:
         method = check_method(method)
         x = self.normalize(torch.stack([query.pixels, result.pixels]).to(CPU))
         if method == DECOMPOSITION:
@@ -88,4 +88,5 @@ class Explainer:
             query_size=query.size, result_size=result.size,
             query_box=crop(*query.size), result_box=crop(*result.size),
             method=method, model_version=model_version, result_item_id=result_item_id,
+            search_score=search_score,
         )

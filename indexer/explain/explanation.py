@@ -43,9 +43,11 @@ class Explanation:
     ``score``: the cosine of the two images' vectors, computed by PyTorch in float32 on
     the CPU; for ``decomposition`` each map sums to it. With fp32 vectors (any runtime
     at ``LOOKALIKE_PRECISION=fp32``) it is the score ``search`` reports for the pair, to
-    ~1e-6; the search's bf16 vectors put its scores up to ~0.02 off (OpenVINO bf16 on an
-    AMD EPYC: 0.011 on average, 0.024 at most, over 12 sample pairs). For
-    ``occlusion`` a cell is the drop in the score with that patch hidden.
+    ~1e-6; bf16 vectors put the search's scores some hundredths off (OpenVINO bf16 on an
+    AMD EPYC: 0.011 on average and 0.024 at most over 12 sample pairs, 0.08 at most on
+    another 9). ``search_score`` is the search's own: the query's vector from the
+    engine's runtime times the result's stored vector (None while the result has no
+    vector). For ``occlusion`` a cell is the drop in the score with that patch hidden.
     Sizes are ``(width, height)`` of the upright photos.
     """
 
@@ -59,6 +61,7 @@ class Explanation:
     method: str
     model_version: str | None = None
     result_item_id: str | None = None
+    search_score: float | None = None
 
     def cells(self, which: str) -> np.ndarray:
         """:func:`cell_boxes` of the ``"query"`` or ``"result"`` map."""
@@ -76,6 +79,8 @@ class Explanation:
 
         return {
             "score": round(float(self.score), 6),
+            "search_score": (None if self.search_score is None
+                             else round(float(self.search_score), 6)),
             "method": self.method,
             "query_heatmap": grid(self.query_heatmap),
             "result_heatmap": grid(self.result_heatmap),

@@ -34,16 +34,17 @@ def test_an_uploaded_photo_and_a_result(client, indexed, sample_folder):
         response = explain_upload(client, query, result_item_id=hit["item_id"])
         assert response.status_code == 200, response.json
         body = response.json
-        assert set(body) == {"score", "method", "query_heatmap", "result_heatmap",
+        assert set(body) == {"score", "search_score", "method", "query_heatmap", "result_heatmap",
                              "query_image", "result_image", "model_version",
                              "result_item_id", "took_ms"}  # fmt: skip
         assert body["method"] == "decomposition"
         assert body["model_version"] == indexed.model.version
         assert body["result_item_id"] == hit["item_id"] and body["took_ms"] > 0
         # The search's vectors here may come from bf16 (OpenVINO bf16 on this EPYC: up to
-        # 0.024 off PyTorch's fp32 cosine); exact against fp32 vectors: see
+        # 0.08 off PyTorch's fp32 cosine); exact against fp32 vectors: see
         # tests/indexer/explain/test_decompose.py.
-        assert body["score"] == pytest.approx(hit["score"], abs=0.05)
+        assert body["score"] == pytest.approx(hit["score"], abs=0.1)
+        assert body["search_score"] == pytest.approx(hit["score"], abs=1e-6)
         for name in ("query_heatmap", "result_heatmap"):
             assert len(body[name]) == 7 and all(len(row) == 7 for row in body[name])
             assert sum(map(sum, body[name])) == pytest.approx(body["score"], abs=1e-4)

@@ -17,6 +17,7 @@ def assert_sums_to_search_scores(engine, query, hits):
     for hit in hits:
         explained = engine.explain(query, hit.item.id)
         assert explained.score == pytest.approx(hit.score, abs=1e-4)
+        assert explained.search_score == pytest.approx(hit.score, abs=1e-6)
         assert float(explained.query_heatmap.sum()) == pytest.approx(explained.score, abs=1e-5)
         assert float(explained.result_heatmap.sum()) == pytest.approx(explained.score, abs=1e-5)
 
