@@ -52,6 +52,7 @@ def explain():
     started = time.perf_counter()
     ready_searcher(api)
     query = engine_query(api, asked)
+    api.load_model()  # an item query needs the model too: it explains pixels
     with engine_errors(asked):
         try:
             explained = api.engine.explain(query, result_item_id, method=method)
