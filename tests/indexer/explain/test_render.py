@@ -22,7 +22,8 @@ def test_overlay_colours_the_hot_cells_inside_the_box_only():
     assert (drawn[160, 160] != 128).any()  # the hot cell's centre
     assert (drawn[5, 5] == 128).all() and (drawn[315, 315] == 128).all()  # outside the box
     assert (drawn[40, 280] == 128).all()  # the negative cell
-    assert overlay(photo, -heatmap * 0, heatmap.shape and (0, 0, 1, 1)) is not None
+    nothing = overlay(photo, np.zeros((7, 7), dtype=np.float32), (20.0, 20.0, 300.0, 300.0))
+    assert (np.asarray(nothing) == 128).all()  # no cell adds to the score: nothing drawn
 
 
 def test_side_by_side_puts_both_panels_at_one_height():
