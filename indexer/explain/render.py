@@ -1,8 +1,8 @@
 """A picture of an explanation: query and result side by side, each with its map.
 
 Each map is drawn over the part of the photo it covers (the model's crop box), scaled
-to its own largest positive cell, transparent where a cell adds nothing; negative cells
-(they lower the score) are left undrawn. Pillow only: the colour ramp is our own.
+to its own largest positive cell; cells that add nothing or lower the score get the
+ramp's dark end, lightly. Pillow only: the colour ramp is our own.
 """
 
 from __future__ import annotations
@@ -42,7 +42,9 @@ def overlay(photo: Image.Image, heatmap: np.ndarray, box: Box) -> Image.Image:
     size = (max(1, round(x1 - x0)), max(1, round(y1 - y0)))
     smooth = np.asarray(Image.fromarray(scaled).resize(size, Image.Resampling.BILINEAR))
     colours = Image.fromarray(colourise(smooth))
-    alpha = Image.fromarray((np.clip(smooth, 0, 1) * 170).astype(np.uint8))
+    # Cold cells darken the photo a little, hot ones take the ramp's bright end: the
+    # contrast reads on any photo.
+    alpha = Image.fromarray((64 + np.clip(smooth, 0, 1) * 150).astype(np.uint8))
     layer = Image.new("RGB", photo.size)
     mask = Image.new("L", photo.size, 0)
     layer.paste(colours, (round(x0), round(y0)))

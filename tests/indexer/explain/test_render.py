@@ -19,9 +19,9 @@ def test_overlay_colours_the_hot_cells_inside_the_box_only():
     heatmap[3, 3] = 1.0
     heatmap[0, 6] = -1.0  # lowers the score: not drawn
     drawn = np.asarray(overlay(photo, heatmap, (20.0, 20.0, 300.0, 300.0))).astype(int)
-    assert (drawn[160, 160] != 128).any()  # the hot cell's centre
     assert (drawn[5, 5] == 128).all() and (drawn[315, 315] == 128).all()  # outside the box
-    assert (drawn[40, 280] == 128).all()  # the negative cell
+    hot, cold = drawn[160, 160].sum(), drawn[40, 280].sum()  # the negative cell: dark
+    assert hot > 3 * 128 > cold
     nothing = overlay(photo, np.zeros((7, 7), dtype=np.float32), (20.0, 20.0, 300.0, 300.0))
     assert (np.asarray(nothing) == 128).all()  # no cell adds to the score: nothing drawn
 
