@@ -29,6 +29,13 @@ from PIL import Image
 
 from indexer.catalog import Catalog, Item, ItemStatus, vector_id_for
 from indexer.config import Settings, load_settings
+from indexer.explain import (
+    DECOMPOSITION,
+    Explainer,
+    Explanation,
+    UnknownResultItem,
+    check_method,
+)
 from indexer.images import ImageRejected, load_image, to_rgb
 from indexer.index.errors import IndexLoadError
 from indexer.index.searcher import MAX_K, ShardedSearcher
@@ -357,6 +364,72 @@ class Lookalike:
             raise UnknownItem(f"item {item_id} has no stored image to crop")
         return load_image(path, max_pixels=self.settings.max_image_pixels).image
 
+    # -- explain -------------------------------------------------------------
+
+    @cached_property
+    def explainer(self) -> Explainer:
+        return Explainer(self.embedder)
+
+    def explain(
+        self, query: Query, result_item_id: str, *, method: str = DECOMPOSITION,
+        box: Box | Sequence[float] | str | None = None,
+    ) -> Explanation:
+        """Where the similarity of ``query`` and a catalogued item comes from.
+
+        ``query`` as :meth:`search` takes it, but with pixels: image bytes, a path, a PIL
+        image, or an :class:`ItemQuery` / :class:`Item` (its stored original); not a
+        vector. ``method``: ``"decomposition"`` (exact: the maps sum to the score) or
+        ``"occlusion"`` (see :mod:`indexer.explain`). The score is the pair's cosine with
+        the current model in float32: the search's score for fp32 vectors, and some
+        hundredths off it where the search runs in bf16; ``search_score`` is the search's
+        own (:class:`~indexer.explain.Explanation`).
+
+        ``box`` explains a region query (as :meth:`search` takes it): the crop of the
+        query photo is the query, and its map covers the crop.
+
+        Raises :class:`UnknownResultItem` for a result item that is not catalogued,
+        deleted or without a stored image, :class:`UnknownItem` for such a query item,
+        ``ImageRejected`` for a query image we refuse, :class:`ValueError` for a bad
+        method or a vector query, :class:`~indexer.regions.BadBox` for a bad box.
+        """
+        method = check_method(method)
+        region = Box.of(box) if box is not None else None
+        explainer, home = self.explainer, self.settings.home
+        result = explainer.stored(self._stored_item(result_item_id, UnknownResultItem), home)
+        if isinstance(query, Item):
+            query = ItemQuery(query.id)
+        if region is not None:
+            if isinstance(query, np.ndarray):
+                raise ValueError("a box needs a query photo (image or item), not a vector")
+            image = (self._stored_image(query.item_id) if isinstance(query, ItemQuery)
+                     else self._query_image(query))
+            image, _ = crop(image, region)
+            shown = explainer.image(image)
+            query_vector = self.embedder.embed_images([image])
+        elif isinstance(query, ItemQuery):
+            shown = explainer.stored(self._stored_item(query.item_id, UnknownItem), home)
+            query_vector = self.item_vector(query.item_id)
+        elif isinstance(query, np.ndarray):
+            raise ValueError("explain needs the query's pixels: an image or an item, not a vector")
+        else:
+            image = self._query_image(query)
+            shown = explainer.image(image)
+            query_vector = self.embedder.embed_images([image])
+        stored = self.item_vector(result_item_id)
+        search_score = (None if query_vector is None or stored is None
+                        else float(query_vector[0] @ stored[0]))
+        return explainer.explain(shown, result, method, model_version=self.model.version,
+                                 result_item_id=result_item_id, search_score=search_score)
+
+    def _stored_item(self, item_id: str, missing: type[UnknownItem]) -> Item:
+        """A catalogued, not deleted item whose original is stored, else ``missing``."""
+        item = self.catalog.get(item_id)
+        if item is None or item.status == ItemStatus.DELETED:
+            raise missing(f"no item {item_id}")
+        if not item.stored_path or not (self.settings.home / item.stored_path).is_file():
+            raise missing(f"item {item_id} has no stored image")
+        return item
+
     def item_vector(self, item_id: str) -> np.ndarray | None:
         """The current model's stored vector of an item (1 x dim), or None if it has none.
 
@@ -421,6 +494,6 @@ class Lookalike:
 
 
 __all__ = [
-    "EmbedReport", "ImageRejected", "ItemNotEmbedded", "ItemQuery", "Lookalike", "NoIndexError",
-    "Query", "SearchHit", "SearchResult", "UnknownItem",
+    "EmbedReport", "Explanation", "ImageRejected", "ItemNotEmbedded", "ItemQuery", "Lookalike",
+    "NoIndexError", "Query", "SearchHit", "SearchResult", "UnknownItem", "UnknownResultItem",
 ]  # fmt: skip

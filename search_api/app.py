@@ -58,10 +58,11 @@ def create_app(
         state.preload()
 
     errors.register(app)
-    from search_api import health, items, jobs, maps, openapi, search
+    from search_api import explain, health, items, jobs, maps, openapi, search
 
     app.register_blueprint(health.bp)
     app.register_blueprint(search.bp, url_prefix=API_PREFIX)
+    app.register_blueprint(explain.bp, url_prefix=API_PREFIX)
     app.register_blueprint(items.bp, url_prefix=API_PREFIX)
     app.register_blueprint(jobs.bp, url_prefix=API_PREFIX)
     app.register_blueprint(maps.bp, url_prefix=API_PREFIX)

@@ -1,6 +1,6 @@
 """Prometheus metrics of the API: the whole server's under gunicorn, one process's otherwise.
 
-Request counts by method, route and status; request latency and search latency as
+Request counts by method, route and status; request, search and explain latency as
 histograms; the size of the index version served and whether the model is loaded.
 Under gunicorn (:mod:`search_api.multiproc`) every worker writes its values to files
 in the server's directory and a scrape, whichever worker answers it, sums them all
@@ -62,6 +62,10 @@ class Metrics:
             "lookalike_search_duration_seconds", "Search time (embedding and index).",
             ["query"], buckets=BUCKETS, **own,
         )  # fmt: skip
+        self._explain = Histogram(
+            "lookalike_explain_duration_seconds", "Explain time by method.",
+            ["method"], buckets=BUCKETS, **own,
+        )  # fmt: skip
         # Gauges across workers: the model counts as loaded when it is in every live
         # worker (livemin: a restarted worker still loading shows 0); the index size is
         # the one a worker swapped in last (livemostrecent: set when the version it holds
@@ -88,6 +92,9 @@ class Metrics:
 
     def searched(self, kind: str, seconds: float) -> None:
         self._search.labels(kind).observe(seconds)
+
+    def explained(self, method: str, seconds: float) -> None:
+        self._explain.labels(method).observe(seconds)
 
     def model_loaded(self) -> None:
         self._model_loaded.set(1)

@@ -11,6 +11,7 @@ from typing import Any
 
 from flask import Blueprint, current_app, jsonify
 
+from indexer.explain import METHODS as EXPLAIN_METHODS
 from indexer.regions import BOX_PATTERN
 
 bp = Blueprint("openapi", __name__)
@@ -55,6 +56,7 @@ BOX_TEXT = _t("string", pattern=BOX_PATTERN,
               description="a region of the query photo, x0,y0,x1,y1 in its pixels")  # fmt: skip
 BOX_ARRAY = _t("array", items=NUMBER, minItems=4, maxItems=4)
 IMAGE = {"description": "image bytes", "content": {"image/*": {}}}
+HEATMAP = _t("array", items=_t("array", items=NUMBER), description="rows of cells")
 
 
 def _json(schema: dict) -> dict:
@@ -105,6 +107,22 @@ def _search_schemas() -> dict:
             ["item_id", "score", "thumbnail_url", "image_url"],
             item_id=ITEM_ID, score=NUMBER, product_id=OPTIONAL, label=OPTIONAL,
             title=OPTIONAL, thumbnail_url=STRING, image_url=STRING,
+        ),
+        "ExplainedImage": _object(
+            ["width", "height", "box"],
+            width=_t("integer", minimum=1), height=_t("integer", minimum=1),
+            box=_t("array", items=NUMBER, minItems=4, maxItems=4,
+                   description="x0, y0, x1, y1: the model's crop of the photo, which the "
+                   "heatmap's cells tile; in the upright photo's pixels"),
+        ),
+        "ExplainResponse": _object(
+            ["score", "method", "query_heatmap", "result_heatmap", "query_image",
+             "result_image", "model_version", "result_item_id", "took_ms"],
+            score=NUMBER, search_score=_t(["number", "null"]),
+            method=_t("string", enum=list(EXPLAIN_METHODS)),
+            query_heatmap=HEATMAP, result_heatmap=HEATMAP,
+            query_image=_ref("ExplainedImage"), result_image=_ref("ExplainedImage"),
+            model_version=STRING, result_item_id=ITEM_ID, took_ms=NUMBER,
         ),
         "SearchResponse": _object(
             ["results", "took_ms", "index_version", "model_version"],
@@ -178,6 +196,37 @@ def _search_paths(max_k: int) -> dict:
                                       **_json(by_reference)}),
                 "responses": {
                     "200": _ok("hits, best first", _ref("SearchResponse")),
+                    **_errors(400, 401, 404, 409, 413, 422, 503),
+                },
+            }
+        },
+    }  # fmt: skip
+
+
+def _explain_paths() -> dict:
+    """``POST /api/v1/explain``."""
+    fields = {"result_item_id": ITEM_ID,
+              "method": _t("string", enum=list(EXPLAIN_METHODS), default="decomposition")}
+    by_reference = {
+        "type": "object",
+        "required": ["result_item_id"],
+        "properties": {"image_url": URI, "item_id": ITEM_ID, **fields,
+                       "box": {"anyOf": [BOX_TEXT, BOX_ARRAY]}},
+        "oneOf": [{"required": ["image_url"]}, {"required": ["item_id"]}],
+    }
+    return {
+        "/api/v1/explain": {
+            "post": {
+                "summary": "Where the similarity of a query and one result comes from",
+                "description": "The query as /search takes it; heatmaps at feature-map "
+                "resolution over each image's crop box. decomposition: the cells of each "
+                "map sum to the score; occlusion: the score's drop with each patch hidden.",
+                "requestBody": _body({
+                    **_form(["image", "result_item_id"], image=FILE, box=BOX_TEXT, **fields),
+                    **_json(by_reference),
+                }),
+                "responses": {
+                    "200": _ok("the score and both heatmaps", _ref("ExplainResponse")),
                     **_errors(400, 401, 404, 409, 413, 422, 503),
                 },
             }
@@ -362,6 +411,7 @@ def document(max_k: int) -> dict[str, Any]:
         },
         "paths": {
             **_search_paths(max_k),
+            **_explain_paths(),
             **_item_paths(),
             **_source_paths(),
             **_job_paths(),

@@ -7,6 +7,8 @@ over-fetch) is the engine's one :meth:`~indexer.engine.Lookalike.search`.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -52,16 +54,22 @@ def result(hit: SearchHit) -> dict:
 
 
 @dataclass(frozen=True)
-class SearchRequest:
+class QueryRequest:
+    """The query of a request, as /search takes it: shared by /search and /explain."""
+
     kind: str  # "image", "url" or "item": the metrics label
     field: str  # the parameter the query came in
     query: bytes | ItemQuery | str  # image bytes, an item, or (url) the address to fetch
+
+
+@dataclass(frozen=True)
+class SearchRequest(QueryRequest):
     k: int
     filters: dict[str, Any]
 
 
-def read_request(settings: Settings) -> SearchRequest:
-    """The query and options of this request, each refused with its field named."""
+def request_body() -> dict[str, Any] | None:
+    """The JSON body (None for a form); 400 for a body that is neither."""
     body = params.json_body()
     if body is None and request.mimetype not in (
         "multipart/form-data", "application/x-www-form-urlencoded", ""
@@ -70,18 +78,11 @@ def read_request(settings: Settings) -> SearchRequest:
             400, "send multipart/form-data with an 'image' file, or a JSON object with "
             "'image_url' or 'item_id'", field="body",
         )  # fmt: skip
-    k = params.integer(
-        "k", params.raw("k", body), default=10, low=1, high=settings.api_search_max_k
-    )
-    filters = {
-        "label": params.text("label", params.raw("label", body)),
-        "product_id": params.text("product_id", params.raw("product_id", body)),
-        "min_score": params.number("min_score", params.raw("min_score", body),
-                                   low=-1.0, high=1.0),  # fmt: skip
-        "group_by_product": params.boolean(
-            "group_by_product", params.raw("group_by_product", body)
-        ),
-    }
+    return body
+
+
+def read_query(settings: Settings, body: dict[str, Any] | None) -> QueryRequest:
+    """Exactly one of an 'image' file, an 'image_url' or an 'item_id', else 422."""
     upload = request.files.get("image")
     image_url = params.text("image_url", params.raw("image_url", body), max_length=2048)
     item_id = params.raw("item_id", body)
@@ -94,12 +95,29 @@ def read_request(settings: Settings) -> SearchRequest:
             + (f" (got {', '.join(given)})" if given else ""), field="image",
         )  # fmt: skip
     if item_id is not None:
-        query = ItemQuery(params.item_id("item_id", item_id))
-        return SearchRequest("item", "item_id", query, k, filters)
+        return QueryRequest("item", "item_id", ItemQuery(params.item_id("item_id", item_id)))
     if upload is not None:
-        data = upload.read(settings.max_image_bytes + 1)
-        return SearchRequest("image", "image", data, k, filters)
-    return SearchRequest("url", "image_url", image_url, k, filters)
+        return QueryRequest("image", "image", upload.read(settings.max_image_bytes + 1))
+    return QueryRequest("url", "image_url", image_url)
+
+
+def read_request(settings: Settings) -> SearchRequest:
+    """The query and options of this request, each refused with its field named."""
+    body = request_body()
+    k = params.integer(
+        "k", params.raw("k", body), default=10, low=1, high=settings.api_search_max_k
+    )
+    filters = {
+        "label": params.text("label", params.raw("label", body)),
+        "product_id": params.text("product_id", params.raw("product_id", body)),
+        "min_score": params.number("min_score", params.raw("min_score", body),
+                                   low=-1.0, high=1.0),  # fmt: skip
+        "group_by_product": params.boolean(
+            "group_by_product", params.raw("group_by_product", body)
+        ),
+    }
+    asked = read_query(settings, body)
+    return SearchRequest(asked.kind, asked.field, asked.query, k, filters)
 
 
 def read_box() -> Box | None:
@@ -115,15 +133,31 @@ def fetch_image(settings: Settings, url: str) -> bytes:
                        field="image_url") from None  # fmt: skip
 
 
-def run_search(api: ApiState, asked: SearchRequest, box: Box | None = None) -> SearchResult:
-    """The engine's search (of ``box``'s crop, if given), its errors turned into the API's."""
+def ready_searcher(api: ApiState) -> None:
+    """503 before any image is fetched or decoded when no index (or model) is ready."""
+    try:
+        api.searcher()
+    except NotReady as error:
+        raise not_ready(error) from None
+
+
+def engine_query(api: ApiState, asked: QueryRequest, box: Box | None = None
+                 ) -> bytes | ItemQuery:
+    """What the engine takes: a URL fetched, the model loaded for an image query (and
+    for a boxed item query, which embeds its crop)."""
     query = asked.query
     if asked.kind == "url":
         query = fetch_image(api.settings, query)
     if asked.kind != "item" or box is not None:  # a boxed item query embeds its crop
         api.load_model()  # marks the model loaded for /readyz
+    return query
+
+
+@contextmanager
+def engine_errors(asked: QueryRequest) -> Iterator[None]:
+    """The engine's errors about a query, as the API's (the query's field named)."""
     try:
-        return api.engine.search(query, asked.k, box=box, **asked.filters)
+        yield
     except BadBox as error:  # only now is the photo's size known
         raise ApiError(422, str(error), field="box") from None
     except UnknownItem as error:
@@ -137,6 +171,13 @@ def run_search(api: ApiState, asked: SearchRequest, box: Box | None = None) -> S
         raise not_ready(error) from None
 
 
+def run_search(api: ApiState, asked: SearchRequest, box: Box | None = None) -> SearchResult:
+    """The engine's search (of ``box``'s crop, if given), its errors turned into the API's."""
+    query = engine_query(api, asked, box)
+    with engine_errors(asked):
+        return api.engine.search(query, asked.k, box=box, **asked.filters)
+
+
 @bp.post("/search")
 @read_access
 def search():
@@ -144,10 +185,7 @@ def search():
     asked = read_request(api.settings)
     box = read_box()
     started = time.perf_counter()
-    try:
-        api.searcher()  # not ready: 503 before any image is fetched or decoded
-    except NotReady as error:
-        raise not_ready(error) from None
+    ready_searcher(api)
     found = run_search(api, asked, box)
     seconds = time.perf_counter() - started
     api.metrics.searched(asked.kind, seconds)

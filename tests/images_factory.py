@@ -213,3 +213,43 @@ def write_labelled_folder(root: Path, classes: int, per_class: int | list[int],
         for index in range(count):
             class_photo(label, index, size).save(folder / f"img-{index:02d}.jpg", quality=90)
     return Path(root)
+
+
+def distinct_product(size: int = 176) -> Image.Image:
+    """A made-up product with four different quarters (colours, shapes, a bar, a cross):
+    no part repeats another, so hiding any part of it changes what a model sees."""
+    image = Image.new("RGB", (size, size), (245, 240, 230))
+    draw = ImageDraw.Draw(image)
+    h, e = size // 2, size // 12
+    draw.rectangle((0, 0, h, h), fill=(200, 30, 40))
+    draw.ellipse((h // 5, h // 5, h - h // 5, h - h // 5), fill=(250, 220, 40))
+    draw.rectangle((h, 0, size, h), fill=(20, 60, 200))
+    draw.polygon([(h + h // 6, h - h // 6), (size - h // 6, h - h // 6), (h + h // 2, h // 6)],
+                 fill=(250, 250, 250))
+    draw.rectangle((0, h, h, size), fill=(30, 150, 60))
+    draw.rectangle((h // 6, h + h // 3, h - h // 6, h + 2 * h // 3), fill=(0, 0, 0))
+    draw.rectangle((h, h, size, size), fill=(240, 120, 20))
+    draw.line((h, h, size, size), fill=(80, 0, 120), width=e)
+    draw.line((h, size, size, h), fill=(80, 0, 120), width=e)
+    return image
+
+
+def gradient_background(seed: int, size: tuple[int, int] = (320, 320)) -> Image.Image:
+    """A plain backdrop: a colour gradient (direction and colours from ``seed``) with noise."""
+    rng = np.random.default_rng(seed)
+    width, height = size
+    start, end = rng.uniform(60, 220, 3), rng.uniform(60, 220, 3)
+    ramp = np.linspace(0, 1, height if seed % 2 else width)
+    pixels = start * (1 - ramp[:, None]) + end * ramp[:, None]  # (steps, 3)
+    pixels = (np.broadcast_to(pixels[:, None, :], (height, width, 3)) if seed % 2
+              else np.broadcast_to(pixels[None, :, :], (height, width, 3)))
+    pixels = pixels + rng.normal(0, 6, (height, width, 3))
+    return Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8))
+
+
+def pasted(product: Image.Image, background: Image.Image,
+           at: tuple[int, int]) -> tuple[Image.Image, tuple[int, int, int, int]]:
+    """``product`` pasted on a copy of ``background`` at ``at``; and its box (x0, y0, x1, y1)."""
+    scene = background.copy()
+    scene.paste(product, at)
+    return scene, (at[0], at[1], at[0] + product.width, at[1] + product.height)

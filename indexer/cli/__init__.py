@@ -1,7 +1,8 @@
 """The ``lookalike`` command line: a thin layer over :mod:`indexer.engine`.
 
 The core owns the pipeline commands, one module per group (:mod:`.pipeline`,
-:mod:`.index`, :mod:`.training`, :mod:`.jobs`), each with a ``register(subparsers)``.
+:mod:`.explain`, :mod:`.index`, :mod:`.training`, :mod:`.jobs`), each with a
+``register(subparsers)``.
 The shells add theirs through the ``lookalike.commands`` entry-point group (a
 ``register(subparsers)`` callable each, as Flask's CLI loads ``flask.commands``):
 ``workers`` brings ``worker``, ``beat``, ``up`` and ``demo``, ``search_api``
@@ -22,7 +23,7 @@ from importlib import metadata
 from pathlib import Path
 
 from indexer import plugins
-from indexer.cli import index, jobs, pipeline, training
+from indexer.cli import explain, index, jobs, pipeline, training
 from indexer.cli.common import CommandError, examples
 from indexer.config import RUNTIMES as RUNTIME_CHOICES
 from indexer.index.errors import IndexStoreError
@@ -31,7 +32,7 @@ from indexer.vectors import VectorStoreError
 __all__ = ["COMMANDS_GROUP", "CommandError", "build_parser", "main"]
 
 COMMANDS_GROUP = "lookalike.commands"
-CORE_GROUPS = (pipeline, index, training, jobs)
+CORE_GROUPS = (pipeline, explain, index, training, jobs)
 EXIT_BAD_INPUT = 2
 
 

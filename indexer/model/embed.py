@@ -32,6 +32,7 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
+from indexer.images import ImageRejected
 from indexer.model.calibrate import Selection, select_runtime
 from indexer.model.device import (
     Device,
@@ -211,6 +212,17 @@ class Embedder:
                 yield EmbeddedBatch(loaded.indices, vectors, loaded.failures)
         finally:
             bar.close()
+
+    def file_pixels(self, path: Path) -> torch.Tensor:
+        """The uint8 HWC pixels (on the CPU) that :meth:`embed_paths` gives the model for
+        a stored file: the same decoder, so a vector recomputed from them is the stored one.
+        Raises ``ImageRejected`` with the reason embedding would record."""
+        if self.batch_decoder is not None:
+            loaded = self.batch_decoder.load([Path(path)], [0])
+            if loaded.failures:
+                raise ImageRejected(loaded.failures[0][1])
+            return loaded.pixels[0].cpu()
+        return self.preprocessor.from_path(Path(path))
 
     def _forward(self, pixels: torch.Tensor) -> np.ndarray:
         return self.runtime.run(pixels)

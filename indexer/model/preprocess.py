@@ -79,20 +79,29 @@ class Preprocessor:
             return pixels.permute(1, 2, 0).contiguous()  # HWC: stacks into channels_last
         return torch.from_numpy(np.asarray(self._resample_crop(image)).copy())
 
-    def _resample_crop(self, image: Image.Image) -> Image.Image:
-        """torchvision's Resize(short side) + CenterCrop, as one resample of the crop box."""
-        width, height = image.size
+    def crop_box(self, width: int, height: int) -> tuple[float, float, float, float]:
+        """The part of a ``width`` x ``height`` photo the model sees, in its pixels.
+
+        ``(x0, y0, x1, y1)`` of the eval transform's centre crop (resize the short side,
+        crop the input size). Where the crop pads (an input bigger than the resize) the
+        box reaches outside the photo.
+        """
         target_h, target_w = self.input_size
         short, long = (width, height) if width <= height else (height, width)
         new_short, new_long = self._scale_size, int(self._scale_size * long / short)
         new_w, new_h = (new_short, new_long) if width <= height else (new_long, new_short)
         top = int(round((new_h - target_h) / 2.0))
         left = int(round((new_w - target_w) / 2.0))
-        if top < 0 or left < 0:  # the crop pads (input bigger than the resize): timm's way
+        sx, sy = width / new_w, height / new_h
+        return (left * sx, top * sy, (left + target_w) * sx, (top + target_h) * sy)
+
+    def _resample_crop(self, image: Image.Image) -> Image.Image:
+        """torchvision's Resize(short side) + CenterCrop, as one resample of the crop box."""
+        box = self.crop_box(*image.size)
+        if box[0] < 0 or box[1] < 0:  # the crop pads (input bigger than the resize): timm's way
             pixels = self.transform(image)
             return Image.fromarray(pixels.permute(1, 2, 0).numpy())
-        sx, sy = width / new_w, height / new_h
-        box = (left * sx, top * sy, (left + target_w) * sx, (top + target_h) * sy)
+        target_h, target_w = self.input_size
         return image.resize((target_w, target_h), self._filter, box=box)
 
     def from_path(self, path: Path) -> torch.Tensor:

@@ -13,8 +13,8 @@ from indexer.cli import COMMANDS_GROUP, build_parser, main
 
 CORE_COMMANDS = [
     ["ingest"], ["embed"], ["index"], ["index", "build"], ["index", "stats"],
-    ["index", "rollback"], ["index", "reindex"], ["search"], ["map"], ["evaluate"], ["train"],
-    ["models"], ["jobs"],
+    ["index", "rollback"], ["index", "reindex"], ["search"], ["explain"], ["map"], ["evaluate"],
+    ["train"], ["models"], ["jobs"],
 ]
 
 

@@ -133,3 +133,23 @@ def test_invalid_arguments_are_refused(pretrained_lite0):
         Embedder(pretrained_lite0, batch_size=0)
     with pytest.raises(ValueError, match="process, thread"):
         Embedder(pretrained_lite0, loader="fibers")
+
+
+@pytest.mark.parametrize("tensor_decode", [False, True], ids=["pillow", "torchvision"])
+def test_file_pixels_are_the_pixels_embed_paths_embeds(pretrained_lite0, photo_files,
+                                                       tensor_decode, tmp_path):
+    embedder = Embedder(pretrained_lite0, precision="fp32", runtime="torch", batch_size=4,
+                        workers=1, loader="thread", tensor_decode=tensor_decode)
+    assert (embedder.batch_decoder is not None) == tensor_decode
+    _, vectors, _ = embed_all(embedder, photo_files)
+    for path, vector in zip(photo_files, vectors, strict=True):
+        pixels = embedder.file_pixels(path)
+        assert pixels.dtype == torch.uint8 and pixels.shape == (224, 224, 3)
+        np.testing.assert_allclose(embedder.runtime.run_one(pixels[None].numpy())[0], vector,
+                                   atol=2e-5)
+    bad = tmp_path / "bad.jpg"
+    bad.write_bytes(b"\xff\xd8\xff not a jpeg at all")
+    from indexer.images import ImageRejected
+
+    with pytest.raises(ImageRejected):
+        embedder.file_pixels(bad)

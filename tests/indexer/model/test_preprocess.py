@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import images_factory
+import numpy as np
 import pytest
 import timm.data
 import torch
+from PIL import Image
 
 from indexer.images import ImageRejected
 from indexer.model.preprocess import PixelNormalizer, Preprocessor
@@ -64,3 +66,16 @@ def test_the_embedding_path_keeps_the_format_allow_list(pretrained_lite0, tmp_pa
         Preprocessor(pretrained_lite0.data_config).open(eps)
     with pytest.raises(ImageRejected, match="file not found"):
         Preprocessor(pretrained_lite0.data_config).open(tmp_path / "missing.jpg")
+
+
+def test_the_crop_box_is_the_part_of_the_photo_the_model_sees(pretrained_lite0):
+    preprocessor = Preprocessor(pretrained_lite0.data_config)  # 224 of 256 (crop_pct 0.875)
+    assert preprocessor.crop_box(320, 320) == (20.0, 20.0, 300.0, 300.0)
+    # 640x320: the short side to 256 (x0.8), then the centre 224 x 224 of 512 x 256
+    assert preprocessor.crop_box(640, 320) == (180.0, 20.0, 460.0, 300.0)
+    assert preprocessor.crop_box(320, 640) == (20.0, 180.0, 300.0, 460.0)
+    # Those pixels, resampled, are the model's input.
+    photo = images_factory.photo_like(seed=2, size=(640, 320))
+    expected = photo.resize((224, 224), Image.Resampling.BICUBIC,
+                            box=preprocessor.crop_box(640, 320))
+    assert torch.equal(preprocessor.from_image(photo), torch.from_numpy(np.array(expected)))
