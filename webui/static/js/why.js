@@ -105,7 +105,7 @@ function draw(canvas, img, frame, heatmap, peak) {
   heatmap.flat().forEach((value, i) => {
     const t = peak > 0 ? Math.max(0, value) / peak : 0;
     const [r, g, b] = heat(t);
-    pixels.data.set([r, g, b, Math.round(210 * Math.sqrt(t))], i * 4);
+    pixels.data.set([r, g, b, Math.round(200 * t)], i * 4);
   });
   cellsCtx.putImageData(pixels, 0, 0);
   const [x0, y0, x1, y1] = frame.box.map((v) => v * scale);
