@@ -405,7 +405,7 @@ class Lookalike:
                      else self._query_image(query))
             image, _ = crop(image, region)
             shown = explainer.image(image)
-            query_vector = self.embedder.embed_images([image])
+            query_vector = self.embedder.embed_pixels(shown.pixels)
         elif isinstance(query, ItemQuery):
             shown = explainer.stored(self._stored_item(query.item_id, UnknownItem), home)
             query_vector = self.item_vector(query.item_id)
@@ -414,7 +414,7 @@ class Lookalike:
         else:
             image = self._query_image(query)
             shown = explainer.image(image)
-            query_vector = self.embedder.embed_images([image])
+            query_vector = self.embedder.embed_pixels(shown.pixels)
         stored = self.item_vector(result_item_id)
         search_score = (None if query_vector is None or stored is None
                         else float(query_vector[0] @ stored[0]))

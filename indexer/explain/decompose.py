@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from indexer.model.device import autocast_context
 from indexer.model.modeldir import EmbeddingModel
 
 
@@ -49,34 +50,43 @@ def _head_cells(head: nn.Linear | None, cells: torch.Tensor) -> torch.Tensor:
     return cells if head is None else F.linear(cells, head.weight.float(), head.bias.float())
 
 
-def _halves(model: EmbeddingModel, x: torch.Tensor) -> list[tuple[float, torch.Tensor]]:
-    """(weight, projected cells (n, h, w, d)) of each half of the model's vector."""
+def _halves(model: EmbeddingModel, x: torch.Tensor, precision: str
+            ) -> list[tuple[float, torch.Tensor]]:
+    """(weight, projected cells (n, h, w, d)) of each half of the model's vector.
+
+    The feature maps are computed at ``precision`` (autocast); the cells, the head and
+    everything after them in float32, so the shares still add up exactly.
+    """
     backbone = model.backbone
     _check_avg_pool(backbone.global_pool)
     if model.reference is None:
-        cells = _as_cells(backbone.forward_features(x))
+        with autocast_context(precision, x.device):
+            cells = _as_cells(backbone.forward_features(x))
         return [(1.0, _head_cells(model.head, cells))]
     split, reference = model.split, model.reference
-    if split.tail_is_empty:  # the trunk is the whole backbone: both halves share its map
-        learned = reference_map = _as_cells(backbone.forward_features(x))
-    else:
-        _check_avg_pool(reference.global_pool)
-        h = split.trunk(x)
-        tail = h
-        for stage in backbone.blocks[split.cut :]:
-            tail = stage(tail)
-        learned = _as_cells(backbone.bn2(backbone.conv_head(tail)))
-        reference_map = _as_cells(reference.bn2(reference.conv_head(reference.stages(h))))
+    with autocast_context(precision, x.device):
+        if split.tail_is_empty:  # the trunk is the whole backbone: both halves share its map
+            learned = reference_map = _as_cells(backbone.forward_features(x))
+        else:
+            _check_avg_pool(reference.global_pool)
+            h = split.trunk(x)
+            tail = h
+            for stage in backbone.blocks[split.cut :]:
+                tail = stage(tail)
+            learned = _as_cells(backbone.bn2(backbone.conv_head(tail)))
+            reference_map = _as_cells(reference.bn2(reference.conv_head(reference.stages(h))))
     w = model.pretrained_weight
     return [(1 - w, _head_cells(model.head, learned)), (w, reference_map)]
 
 
 @torch.inference_mode()
-def cell_shares(model: EmbeddingModel, x: torch.Tensor) -> torch.Tensor:
+def cell_shares(model: EmbeddingModel, x: torch.Tensor, precision: str = "fp32"
+                ) -> torch.Tensor:
     """(n, h, w, dim) float32: each cell's share of the model's output; the shares of an
-    image sum to its unit vector. ``x``: normalised NCHW input, on the model's device."""
+    image sum to its unit vector. ``x``: normalised NCHW input, on the model's device;
+    ``precision``: of the feature maps (``fp32``, or ``bf16`` where the search runs so)."""
     shares = []
-    for weight, cells in _halves(model, x):
+    for weight, cells in _halves(model, x, precision):
         count = cells.shape[1] * cells.shape[2]
         pooled = cells.mean(dim=(1, 2))  # (n, d): what the model's pooling gives
         norm = pooled.norm(dim=1).clamp_min(1e-12)  # F.normalize's eps

@@ -17,6 +17,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from indexer.model.device import autocast_context
 from indexer.model.modeldir import EmbeddingModel
 
 DEFAULT_PATCH = 48  # a cell and half of each neighbour: one 32-px cell hid too little
@@ -45,15 +46,21 @@ def occluded_copies(x: torch.Tensor, patch: int, stride: int) -> torch.Tensor:
 @torch.inference_mode()
 def occlusion_map(
     model: EmbeddingModel, x: torch.Tensor, other: torch.Tensor, *,
-    patch: int = DEFAULT_PATCH, stride: int = DEFAULT_STRIDE,
+    patch: int = DEFAULT_PATCH, stride: int = DEFAULT_STRIDE, precision: str = "fp32",
 ) -> tuple[float, torch.Tensor]:
     """(score, map (rows, cols)): the drop in ``model(x) · other`` per hidden patch of ``x``.
 
-    ``x``: one normalised CHW input; ``other``: the other image's unit vector (dim,).
+    ``x``: one normalised CHW input; ``other``: the other image's unit vector (dim,);
+    ``precision``: of the model's forward passes (the products are float32).
     """
-    base = float(model(x[None]).float()[0] @ other)
+
+    def vectors(batch: torch.Tensor) -> torch.Tensor:
+        with autocast_context(precision, batch.device):
+            return model(batch).float()
+
+    base = float(vectors(x[None])[0] @ other)
     copies = occluded_copies(x, patch, stride)
-    scores = torch.cat([model(copies[start : start + BATCH]).float() @ other
+    scores = torch.cat([vectors(copies[start : start + BATCH]) @ other
                         for start in range(0, len(copies), BATCH)])
     rows = max(1, x.shape[1] // stride)
     return base, (base - scores).reshape(rows, -1)

@@ -192,6 +192,11 @@ class Embedder:
             out.append(self._forward(pixels))
         return np.concatenate(out)
 
+    def embed_pixels(self, pixels: torch.Tensor) -> np.ndarray:
+        """The vector of one preprocessed image (uint8 (H, W, 3), as the preprocessor
+        makes it): the query's latency path, without decoding it again."""
+        return self.runtime.run_one(pixels[None].numpy())
+
     def embed_paths(self, paths: Sequence[Path], progress: bool = False) -> Iterator[EmbeddedBatch]:
         """Embed image files in order; one :class:`EmbeddedBatch` per batch of inputs.
 
