@@ -94,12 +94,20 @@ def verify_shard_file(path: Path, entry: ShardEntry, *, version: str) -> None:
         )
 
 
-def read_shard(path: Path, entry: ShardEntry, *, version: str, dim: int) -> faiss.Index:
-    """Verify then deserialise one shard; raise :class:`IndexLoadError` naming it."""
+def read_shard(path: Path, entry: ShardEntry, *, version: str, dim: int,
+               mapped: bool = False) -> faiss.Index:
+    """Verify then deserialise one shard; raise :class:`IndexLoadError` naming it.
+
+    ``mapped``: the codes stay in the file, memory-mapped read-only (faiss
+    ``IO_FLAG_MMAP_IFC``), so every process searching a version shares one copy of
+    them in the page cache. Such an index must never be changed: faiss aborts the
+    process on an add or remove (the writer reads its own, unmapped copies).
+    """
     verify_shard_file(path, entry, version=version)
     where = f"shard {entry.file} of index version {version}"
+    flags = faiss.IO_FLAG_MMAP_IFC | faiss.IO_FLAG_READ_ONLY if mapped else 0
     try:
-        index = faiss.read_index(str(path))
+        index = faiss.read_index(str(path), flags)
     except RuntimeError as exc:
         raise IndexLoadError(f"{where} cannot be read by faiss: {exc}") from exc
     if index.d != dim:

@@ -152,7 +152,9 @@ class IndexVersions:
 
         Every shard's size and sha256 are checked against the manifest, and the
         manifest against the caller's model version and dimension: a query embedded
-        by one model must never be searched against another model's vectors.
+        by one model must never be searched against another model's vectors. The
+        shards are memory-mapped, for searching only (:func:`read_shard`): the API's
+        processes share one copy of each version's codes.
         """
         version = version or self.require_current()
         manifest = self.manifest(version)
@@ -167,7 +169,8 @@ class IndexVersions:
             )
         directory = self.version_dir(version)
         shards = tuple(
-            read_shard(directory / entry.file, entry, version=version, dim=manifest.dim)
+            read_shard(directory / entry.file, entry, version=version, dim=manifest.dim,
+                       mapped=True)
             for entry in manifest.shards
         )
         log.info("loaded index %s: %d vectors in %d shards", version, manifest.total, len(shards))

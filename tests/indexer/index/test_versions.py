@@ -77,3 +77,23 @@ def test_half_written_version_without_manifest_is_ignored(store, data, built):
         store.load(half.name)
     with pytest.raises(IndexLoadError):
         store.activate(half.name)
+
+
+def test_a_loaded_version_maps_its_shards_instead_of_copying_them(store, synth):
+    """The searchers of every API process share one copy of a version's codes: the
+    shard files are memory-mapped (they show in this process's mappings)."""
+    from pathlib import Path
+
+    import faiss
+    import numpy as np
+
+    version = store.build(synth.random_ids(3_000), synth.clustered(3_000, 16), model_version="m1",
+                          n_shards=2, flat_threshold=1_000)
+    loaded = store.load(version)
+    mapped = Path("/proc/self/maps").read_text()
+    files = [store.version_dir(version) / entry.file for entry in loaded.manifest.shards]
+    assert all(str(path.resolve()) in mapped for path in files)
+    queries = synth.clustered(3, 16, seed=5)
+    scores, _ = loaded.shards[0].search(queries, 3)
+    again = faiss.read_index(str(files[0]))  # an ordinary copy gives the same answers
+    np.testing.assert_allclose(scores, again.search(queries, 3)[0], rtol=1e-6)
