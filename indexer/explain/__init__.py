@@ -11,7 +11,13 @@ Two methods, both at the backbone's feature-map resolution (7 x 7 for a 224-px i
 the pair with both overlays.
 """
 
-from indexer.explain.decompose import NotDecomposable, cell_shares, decompose
+from indexer.explain.decompose import (
+    FeatureMaps,
+    NotDecomposable,
+    cell_shares,
+    decompose,
+    feature_maps,
+)
 from indexer.explain.explainer import Explainer, Shown
 from indexer.explain.explanation import (
     DECOMPOSITION,
@@ -32,5 +38,6 @@ class UnknownResultItem(UnknownItem):
 __all__ = [
     "DECOMPOSITION", "METHODS", "OCCLUSION", "Explainer", "Explanation", "NotDecomposable",
     "Shown", "UnknownResultItem", "cell_boxes", "cell_shares", "check_method", "decompose",
+    "FeatureMaps", "feature_maps",
     "occlusion_map",
 ]  # fmt: skip

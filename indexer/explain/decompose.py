@@ -50,43 +50,64 @@ def _head_cells(head: nn.Linear | None, cells: torch.Tensor) -> torch.Tensor:
     return cells if head is None else F.linear(cells, head.weight.float(), head.bias.float())
 
 
-def _halves(model: EmbeddingModel, x: torch.Tensor, precision: str
-            ) -> list[tuple[float, torch.Tensor]]:
-    """(weight, projected cells (n, h, w, d)) of each half of the model's vector.
+class FeatureMaps(nn.Module):
+    """Normalised NCHW input → (n, h, w, channels) float32: the final feature map of each
+    half of the model's vector (a blend: the learned tail's, then the frozen reference
+    tail's), before pooling, concatenated on the channels. What the decomposition needs
+    of the network; one module, so a runtime can run it (``Explainer``)."""
 
-    The feature maps are computed at ``precision`` (autocast); the cells, the head and
-    everything after them in float32, so the shares still add up exactly.
-    """
-    backbone = model.backbone
-    _check_avg_pool(backbone.global_pool)
-    if model.reference is None:
-        with autocast_context(precision, x.device):
-            cells = _as_cells(backbone.forward_features(x))
-        return [(1.0, _head_cells(model.head, cells))]
-    split, reference = model.split, model.reference
-    with autocast_context(precision, x.device):
+    def __init__(self, model: EmbeddingModel) -> None:
+        super().__init__()
+        _check_avg_pool(model.backbone.global_pool)
+        if model.reference is not None and not model.split.tail_is_empty:
+            _check_avg_pool(model.reference.global_pool)
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        model = self.model
+        backbone = model.backbone
+        if model.reference is None:
+            return _as_cells(backbone.forward_features(x))
+        split, reference = model.split, model.reference
         if split.tail_is_empty:  # the trunk is the whole backbone: both halves share its map
-            learned = reference_map = _as_cells(backbone.forward_features(x))
-        else:
-            _check_avg_pool(reference.global_pool)
-            h = split.trunk(x)
-            tail = h
-            for stage in backbone.blocks[split.cut :]:
-                tail = stage(tail)
-            learned = _as_cells(backbone.bn2(backbone.conv_head(tail)))
-            reference_map = _as_cells(reference.bn2(reference.conv_head(reference.stages(h))))
+            return _as_cells(backbone.forward_features(x))
+        h = split.trunk(x)
+        tail = h
+        for stage in backbone.blocks[split.cut :]:
+            tail = stage(tail)
+        learned = _as_cells(backbone.bn2(backbone.conv_head(tail)))
+        reference_map = _as_cells(reference.bn2(reference.conv_head(reference.stages(h))))
+        return torch.cat([learned, reference_map], dim=3)
+
+
+def _halves(model: EmbeddingModel, maps: torch.Tensor) -> list[tuple[float, torch.Tensor]]:
+    """(weight, projected cells (n, h, w, d)) of each half of the model's vector, from
+    :class:`FeatureMaps`' output; the head and everything after it in float32."""
+    maps = maps.float()
+    if model.reference is None:
+        return [(1.0, _head_cells(model.head, maps))]
+    if model.split.tail_is_empty:
+        learned = reference_map = maps
+    else:
+        learned, reference_map = maps.split(maps.shape[3] // 2, dim=3)
     w = model.pretrained_weight
     return [(1 - w, _head_cells(model.head, learned)), (w, reference_map)]
 
 
 @torch.inference_mode()
-def cell_shares(model: EmbeddingModel, x: torch.Tensor, precision: str = "fp32"
-                ) -> torch.Tensor:
+def feature_maps(model: EmbeddingModel, x: torch.Tensor, precision: str = "fp32"
+                 ) -> torch.Tensor:
+    """:class:`FeatureMaps` of ``x`` in PyTorch, at ``precision`` (autocast)."""
+    with autocast_context(precision, x.device):
+        return FeatureMaps(model)(x).float()
+
+
+@torch.inference_mode()
+def cell_shares(model: EmbeddingModel, maps: torch.Tensor) -> torch.Tensor:
     """(n, h, w, dim) float32: each cell's share of the model's output; the shares of an
-    image sum to its unit vector. ``x``: normalised NCHW input, on the model's device;
-    ``precision``: of the feature maps (``fp32``, or ``bf16`` where the search runs so)."""
+    image sum to its unit vector. ``maps``: :class:`FeatureMaps`' output for the images."""
     shares = []
-    for weight, cells in _halves(model, x, precision):
+    for weight, cells in _halves(model, maps):
         count = cells.shape[1] * cells.shape[2]
         pooled = cells.mean(dim=(1, 2))  # (n, d): what the model's pooling gives
         norm = pooled.norm(dim=1).clamp_min(1e-12)  # F.normalize's eps

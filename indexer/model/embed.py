@@ -119,6 +119,7 @@ class Embedder:
             torch.backends.cudnn.benchmark = True  # fixed input size: pick the fastest kernels
         self.model = model.eval()
         self.preprocessor = Preprocessor(model.data_config, draft=draft, max_pixels=max_pixels)
+        self.cache_dir = cache_dir  # exported graphs of an unsaved / pretrained model go here
         selection = self._select_runtime(runtime, batch_size, threads, cache_dir)
         self.runtime: Runtime = selection.runtime
         self.batch_size = selection.batch_size

@@ -61,9 +61,11 @@ def test_by_item_id_in_json_with_occlusion(client, indexed):
     assert response.json["method"] == "occlusion"
     assert len(response.json["query_heatmap"]) == 7
     score = indexed.explain(indexed.catalog.get(query.id), result.id).score
-    # The same cosine from other forward passes (one image, not a pair): in bf16 on a
-    # CPU with native bf16 the kernels differ by batch size, by ~1e-5.
-    assert response.json["score"] == pytest.approx(score, abs=1e-4)
+    # The same cosine from other forward passes: occlusion's in PyTorch, the
+    # decomposition's feature maps on the search's runtime. In fp32 they agree to 1e-4;
+    # in bf16 (a CPU with native bf16) two runtimes' roundings differ by hundredths.
+    close = 1e-4 if indexed.embedder.precision == "fp32" else 0.05
+    assert response.json["score"] == pytest.approx(score, abs=close)
 
 
 def test_an_unknown_result_or_query_item_is_404_naming_it(client, indexed, sample_folder):

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from indexer.explain import NotDecomposable, cell_shares, decompose
+from indexer.explain import NotDecomposable, cell_shares, decompose, feature_maps
 from indexer.model.backbone import backbone_data_config, build_backbone
 from indexer.model.modeldir import EmbeddingModel, load_model_dir, save_model_dir
 from indexer.search import ItemQuery
@@ -76,7 +76,7 @@ def test_cell_shares_sum_to_the_models_vector(kind, tmp_path):
     x = torch.randn(3, 3, 160, 160)
     with torch.inference_mode():
         vectors = model(x)
-    shares = cell_shares(model, x)
+    shares = cell_shares(model, feature_maps(model, x))
     np.testing.assert_allclose(shares.sum(dim=(1, 2)).numpy(), vectors.numpy(), atol=1e-5)
     score, query_map, result_map = decompose(shares[0], shares[1])
     assert score == pytest.approx(float(vectors[0] @ vectors[1]), abs=1e-5)
@@ -94,4 +94,28 @@ def test_a_model_without_average_pooling_is_refused():
     model = EmbeddingModel(backbone.eval(), architecture="test_efficientnet",
                            data_config=backbone_data_config(backbone))
     with pytest.raises(NotDecomposable, match="average pooling.*occlusion"):
-        cell_shares(model, torch.randn(1, 3, 160, 160))
+        feature_maps(model, torch.randn(1, 3, 160, 160))
+
+
+@pytest.mark.parametrize("runtime", ["openvino", "onnxruntime"])
+@pytest.mark.parametrize("kind", ["pretrained", "blend-1-stage"])
+def test_feature_maps_on_the_searchs_runtime_still_sum_to_its_scores(
+        runtime, kind, tmp_path, open_exact, sample_catalogue):
+    """Where the search runs an exported graph, the feature maps come from a second
+    graph on the same runtime (checked against PyTorch): in fp32 the maps still add up
+    to the search's scores, and they match PyTorch's maps."""
+    model = ("pretrained" if kind == "pretrained"
+             else str(tiny_trained(tmp_path / kind, **TRAINED[kind])))
+    engine = open_exact(f"{runtime}-{kind}", runtime=runtime, model=model)
+    engine.ingest(sample_catalogue(products=3, shots=2, seed=5))
+    query = sorted(sample_catalogue(products=3, shots=2, seed=5).rglob("*.jpg"))[1]
+    hits = engine.search(query, k=6).hits
+    assert_sums_to_search_scores(engine, query, [hits[0], hits[-1]])
+    explainer = engine.explainer
+    maps_runtime = explainer._runtime()
+    assert maps_runtime is not None and maps_runtime.name == runtime
+    pixels = torch.stack([explainer.image(engine._query_image(query)).pixels])
+    x = explainer.normalize(pixels)
+    torch_maps = feature_maps(explainer.model, x).flatten()
+    graph_maps = explainer.maps(pixels).flatten()
+    assert float(torch.nn.functional.cosine_similarity(torch_maps, graph_maps, dim=0)) > 0.9999
