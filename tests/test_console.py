@@ -8,8 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-COMMANDS = ["ingest", "embed", "index", "search", "map", "train", "evaluate", "models", "jobs",
-            "worker", "beat", "serve", "up", "demo"]
+COMMANDS = ["ingest", "embed", "index", "search", "explain", "map", "train", "evaluate",
+            "models", "jobs", "worker", "beat", "serve", "up", "demo"]
 
 
 def console_script() -> Path:
