@@ -356,13 +356,9 @@ class Lookalike:
 
     def _stored_image(self, item_id: str) -> Image.Image:
         """An item's stored original, decoded upright (the pixels a box on it refers to)."""
-        item = self.catalog.get(item_id)
-        if item is None or item.status == ItemStatus.DELETED:
-            raise UnknownItem(f"no item {item_id}")
-        path = self.settings.home / item.stored_path if item.stored_path else None
-        if path is None or not path.is_file():  # never name the server's paths to a client
-            raise UnknownItem(f"item {item_id} has no stored image to crop")
-        return load_image(path, max_pixels=self.settings.max_image_pixels).image
+        item = self._stored_item(item_id, UnknownItem, purpose=" to crop")
+        return load_image(self.settings.home / item.stored_path,
+                          max_pixels=self.settings.max_image_pixels).image
 
     # -- explain -------------------------------------------------------------
 
@@ -421,13 +417,14 @@ class Lookalike:
         return explainer.explain(shown, result, method, model_version=self.model.version,
                                  result_item_id=result_item_id, search_score=search_score)
 
-    def _stored_item(self, item_id: str, missing: type[UnknownItem]) -> Item:
-        """A catalogued, not deleted item whose original is stored, else ``missing``."""
+    def _stored_item(self, item_id: str, missing: type[UnknownItem], purpose: str = "") -> Item:
+        """A catalogued, not deleted item whose original is stored, else ``missing``
+        (never naming the server's paths to a client)."""
         item = self.catalog.get(item_id)
         if item is None or item.status == ItemStatus.DELETED:
             raise missing(f"no item {item_id}")
         if not item.stored_path or not (self.settings.home / item.stored_path).is_file():
-            raise missing(f"item {item_id} has no stored image")
+            raise missing(f"item {item_id} has no stored image{purpose}")
         return item
 
     def item_vector(self, item_id: str) -> np.ndarray | None:

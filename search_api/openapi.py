@@ -178,15 +178,21 @@ def _map_schemas() -> dict:
     }  # fmt: skip
 
 
-def _search_paths(max_k: int) -> dict:
-    """``POST /api/v1/search``."""
-    fields = search_fields(max_k)
-    by_reference = {
+def _query_by_reference(fields: dict) -> dict:
+    """A JSON body with the query by reference, as /search and /explain read it: an
+    ``image_url`` or an ``item_id``, an optional ``box``, and the endpoint's ``fields``."""
+    return {
         "type": "object",
         "properties": {"image_url": URI, "item_id": ITEM_ID, **fields,
                        "box": {"anyOf": [BOX_TEXT, BOX_ARRAY]}},
         "oneOf": [{"required": ["image_url"]}, {"required": ["item_id"]}],
     }
+
+
+def _search_paths(max_k: int) -> dict:
+    """``POST /api/v1/search``."""
+    fields = search_fields(max_k)
+    by_reference = _query_by_reference(fields)
     return {
         "/api/v1/search": {
             "post": {
@@ -207,13 +213,7 @@ def _explain_paths() -> dict:
     """``POST /api/v1/explain``."""
     fields = {"result_item_id": ITEM_ID,
               "method": _t("string", enum=list(EXPLAIN_METHODS), default="decomposition")}
-    by_reference = {
-        "type": "object",
-        "required": ["result_item_id"],
-        "properties": {"image_url": URI, "item_id": ITEM_ID, **fields,
-                       "box": {"anyOf": [BOX_TEXT, BOX_ARRAY]}},
-        "oneOf": [{"required": ["image_url"]}, {"required": ["item_id"]}],
-    }
+    by_reference = {**_query_by_reference(fields), "required": ["result_item_id"]}
     return {
         "/api/v1/explain": {
             "post": {

@@ -184,8 +184,7 @@ class Embedder:
         if not images:
             return np.zeros((0, self.dim), dtype=np.float32)
         if len(images) == 1:
-            pixels = self.preprocessor.from_image(images[0])[None]
-            return self.runtime.run_one(pixels.numpy())
+            return self.embed_pixels(self.preprocessor.from_image(images[0]))
         out = []
         for start in range(0, len(images), self.batch_size):
             chunk = images[start : start + self.batch_size]
