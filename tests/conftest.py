@@ -1,22 +1,18 @@
 """Shared fixtures: settings in a temporary home, and catalog URLs for every backend.
 
 PostgreSQL is a real server (``LOOKALIKE_TEST_POSTGRES_URL``, default: the local
-one). Each test gets a fresh schema, selected through ``search_path`` in the URL,
-and dropped afterwards, so tests are isolated and can run again and in parallel.
-An unreachable server makes the tests error out: it never skips them.
+one). Each test gets a fresh schema (``postgres_support.fresh_schema``), dropped
+afterwards. An unreachable server makes the tests error out: it never skips them.
 """
 
 from __future__ import annotations
 
 import os
 import sys
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from urllib.parse import quote
 
 import pytest
-import sqlalchemy as sa
 
 from indexer.config import Settings
 from indexer.sample import write_sample_catalogue
@@ -28,17 +24,7 @@ _TESTS_DIR = str(Path(__file__).resolve().parent)
 if _TESTS_DIR not in sys.path:
     sys.path.append(_TESTS_DIR)
 
-DEFAULT_TEST_POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-
-
-def postgres_url() -> str:
-    return os.environ.get("LOOKALIKE_TEST_POSTGRES_URL", DEFAULT_TEST_POSTGRES_URL)
-
-
-def _with_search_path(url: str, schema: str) -> str:
-    """Add libpq ``options=-csearch_path=<schema>`` to a SQLAlchemy URL."""
-    separator = "&" if "?" in url else "?"
-    return f"{url}{separator}options={quote(f'-csearch_path={schema}')}"
+from postgres_support import fresh_schema  # noqa: E402 (beside this file)
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -65,19 +51,8 @@ def settings(tmp_path: Path) -> Settings:
 @pytest.fixture
 def postgres_schema_url() -> Iterator[str]:
     """A PostgreSQL URL whose connections use a fresh, empty schema."""
-    base = postgres_url()
-    schema = f"test_{uuid.uuid4().hex[:16]}"
-    admin = sa.create_engine(base, poolclass=sa.pool.NullPool)
-    try:
-        with admin.begin() as conn:  # fails loudly if PostgreSQL is not there
-            conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
-        yield _with_search_path(base, schema)
-    finally:
-        try:
-            with admin.begin() as conn:
-                conn.execute(sa.text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
-        finally:
-            admin.dispose()
+    with fresh_schema() as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

@@ -106,20 +106,25 @@ class Setup:
         monkeypatch.chdir(self.home.parent)  # no stray .env file
 
 
+def deployment_setup(home: Path, model: Path, **overrides) -> Setup:
+    """A deployment in ``home`` on ``model`` (CPU, fp32), fetching from 127.0.0.0/8 at once,
+    with short time limits and nothing scheduled unless ``overrides`` say so."""
+    values = dict(
+        home=str(home), model=str(model), device="cpu", precision="fp32",
+        loader_workers=0, batch_size=32, fetch_allow_networks=["127.0.0.0/8"],
+        fetch_per_host_interval=0, fetch_respect_robots=False, fetch_retries=1,
+        fetch_backoff=0.1, ingest_chunk_size=25, recrawl_interval=0, reindex_interval=0,
+        sweep_interval=0, stalled_after=600, task_soft_time_limit=40, task_time_limit=50,
+        reindex_time_limit=50, broker_visibility_timeout=60, broker_restore_interval=1,
+    )  # fmt: skip
+    values.update(overrides)
+    return Setup(values, home)
+
+
 @pytest.fixture
 def make_setup(tmp_path, tiny_model) -> Callable[..., Setup]:
     def build(**overrides) -> Setup:
-        home = tmp_path / "home"
-        values = dict(
-            home=str(home), model=str(tiny_model), device="cpu", precision="fp32",
-            loader_workers=0, batch_size=32, fetch_allow_networks=["127.0.0.0/8"],
-            fetch_per_host_interval=0, fetch_respect_robots=False, fetch_retries=1,
-            fetch_backoff=0.1, ingest_chunk_size=25, recrawl_interval=0, reindex_interval=0,
-            sweep_interval=0, stalled_after=600, task_soft_time_limit=40, task_time_limit=50,
-            reindex_time_limit=50, broker_visibility_timeout=60, broker_restore_interval=1,
-        )
-        values.update(overrides)
-        return Setup(values, home)
+        return deployment_setup(tmp_path / "home", tiny_model, **overrides)
 
     return build
 
