@@ -175,9 +175,24 @@ class Lookalike:
                     np.stack(done_vectors).astype(np.float32),
                 )
                 self.catalog.mark_embedded(done_ids, version)
-                embedded += len(done_ids)
+                embedded += len(done_ids) - self._drop_deleted_meanwhile(done_ids)
         log.info("embedded %d items with %s, %d failed", embedded, version, len(failed))
         return EmbedReport(version, embedded, failed)
+
+    def _drop_deleted_meanwhile(self, item_ids: Sequence[str]) -> int:
+        """Tombstone again the vectors just written for items deleted while they were embedded.
+
+        Their delete tombstoned the vector before this append revived it, and the index
+        writer may have purged their rows already: nothing else would take it out, and
+        the next index built from the vector store would hold it. Returns how many.
+        """
+        live = self.catalog.get_many(item_ids)
+        gone = [i for i in item_ids if i not in live or live[i].status == ItemStatus.DELETED]
+        if gone:
+            self.vectors.delete(np.array([vector_id_for(i) for i in gone], dtype=np.int64))
+            log.info("%d items were deleted while being embedded; their vectors dropped",
+                     len(gone))  # fmt: skip
+        return len(gone)
 
     def build_index(self, shards: int | None = None, factory: str | None = None) -> str:
         """Build a new index version from the vector store and make it current."""

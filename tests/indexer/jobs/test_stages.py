@@ -90,3 +90,32 @@ def test_every_stage_run_twice_or_at_once_leaves_one_vector_per_item(
         assert 24 <= len(shop.requests) <= 48  # the two at once may both download
         assert vector_counts(engine) == (24, 24, 24)
         assert len(engine.catalog.job_entries(job.id)) == 24
+
+
+def test_an_item_deleted_while_its_chunk_is_embedded_leaves_no_vector_behind(
+    engine, shop, tmp_path, monkeypatch
+):
+    # The API deletes an item the embed stage has read but not yet written, and the index
+    # writer purges its row at once: the vector written afterwards must not outlive it
+    # (nor enter the index a later re-index builds from the vector store).
+    manifest = write_manifest(tmp_path / "m.csv", serve_images(shop, range(8)))
+    job = jobs.submit_source(engine.catalog, engine.settings, manifest)
+    intake = jobs.Intake.from_settings(engine.settings, engine.catalog)
+    assert jobs.start_job(engine.catalog, job.id) == [0]
+    jobs.fetch_chunk(intake, job.id, 0)
+    doomed = engine.catalog.job_items(job.id, 0)[3]
+    embed_paths = engine.embedder.embed_paths
+
+    def deleted_meanwhile(paths, progress=False):
+        assert engine.mark_deleted([doomed.id]) == 1  # what the API does
+        assert jobs.apply_deletions(engine) == 1  # the index writer: its row is gone
+        yield from embed_paths(paths, progress=progress)
+
+    monkeypatch.setattr(engine.embedder, "embed_paths", deleted_meanwhile)
+    assert jobs.embed_chunk(engine, job.id, 0) == 7
+    monkeypatch.undo()
+    assert jobs.index_job(engine, job.id).finished
+    assert vector_counts(engine) == (7, 7, 7)
+    engine.build_index()  # a re-index reads the vector store
+    assert vector_counts(engine) == (7, 7, 7)
+    assert engine.catalog.get(doomed.id) is None
