@@ -88,7 +88,7 @@ def reconcile(checks: Checks, engine: Lookalike, jobs: dict[int, list[Photo]],
                 problems.append(f"{photo.url}: no entry")
                 continue
             became, why = outcome(row, deleted)
-            outcomes[(photo.kind.value, became)] += 1
+            outcomes[(job_id, photo.kind.value, became)] += 1
             if became == "lost":
                 problems.append(f"{photo.url} ({photo.kind}): {why}")
             elif became != "deleted" and became != photo.expected:
@@ -101,8 +101,9 @@ def reconcile(checks: Checks, engine: Lookalike, jobs: dict[int, list[Photo]],
         checks.check("every photo indexed, failed with a reason, or deleted", problems[:20])
         checks.check(f"job {job_id}'s counts equal the catalog's", _job_counts(
             job_answers.get(job_id), rows, deleted))  # fmt: skip
-    checks.figures["outcomes (kind, became)"] = {f"{k} -> {b}": n for (k, b), n in
-                                                 sorted(outcomes.items())}  # fmt: skip
+    checks.figures["photos (job: kind -> became)"] = {
+        f"{job}: {kind} -> {became}": n for (job, kind, became), n in sorted(outcomes.items())
+    }
     checks.check("index holds each indexed item once, and nothing else", _index_problems(
         in_index, wanted_indexed, counts))  # fmt: skip
     checks.check(
