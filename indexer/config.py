@@ -82,7 +82,12 @@ class Settings(BaseSettings):
         50_000, ge=1, description="a shard with fewer vectors gets an exact Flat index"
     )
     pq_threshold: int = Field(
-        2_000_000, ge=1, description="a shard with more vectors gets IVF-PQ instead of IVF-Flat"
+        2_000_000, ge=1, description="a shard with more vectors gets IVF-PQ codes, not half floats"
+    )
+    index_dim: int = Field(
+        256, ge=0, le=4096,
+        description="IVF indexes hold vectors projected to this many principal components "
+        "(fitted on the indexed vectors); 0: the model's full dimension",
     )
     search_threads: int = Field(0, ge=0, description="0: one per shard, capped at CPU count")
 

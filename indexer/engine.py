@@ -207,6 +207,7 @@ class Lookalike:
             factory=factory or self.settings.index_factory,
             flat_threshold=self.settings.flat_threshold,
             pq_threshold=self.settings.pq_threshold,
+            index_dim=self.settings.index_dim,
         )
         version = self.indexes.activate_without(version, self.gone_since(ids))
         self.catalog.mark_indexed(self._item_ids_for(ids))

@@ -5,11 +5,28 @@ number of vectors ``n`` in a shard:
 
 * ``n < flat_threshold``: exact search, ``IDMap2,Flat``. Brute force is fast enough
   for small shards and needs no training; ``IDMap2`` gives it our int64 ids and
-  ``remove_ids``.
-* ``n < pq_threshold``: ``IVF{nlist},Flat``. Full vectors, so recall is limited
-  only by ``nprobe``; memory is ``4·dim`` bytes per vector.
-* beyond: ``IVF{nlist},PQ{m}``, ~64 bytes per vector (``m`` sub-quantizers of
-  8 bits each, ``dim % m == 0``), so a hundred million vectors fit one host.
+  ``remove_ids``. Vectors keep the model's dimension and scores are its cosines.
+* ``n < pq_threshold``: ``PCA{index_dim},L2norm,IVF{nlist},SQfp16``. The vectors go
+  into the index compact: projected onto their ``index_dim`` (256) principal
+  components, fitted on the shard's own vectors when the index is trained (like the
+  IVF centroids; the vector store keeps the full vectors, so every re-index fits
+  again), renormalised, so scores are cosines in that space. Fitted on the photos a
+  shop searches, the projection finds products as well as the full features or
+  better (README: Grocery test classes MAP@R 38.7 against 37.4 at 1,280-d; produce →
+  packages 24.5 against 22.1); whitening fitted on other photos is not used: it helped
+  one split and hurt the other. Codes are half floats: 520 bytes per vector at 256-d,
+  recall limited only by ``nprobe``. No projection when the vectors are already at
+  most ``index_dim`` wide (``index_dim`` 0: never).
+* beyond: ``PCA…,L2norm,IVF{nlist},PQ{m}`` (``m`` sub-quantizers of 8 bits each,
+  ``dim % m == 0``, ~64 bytes per vector), so a hundred million vectors fit one host.
+
+Measured on a million vectors shaped like the Grocery photos' embeddings
+(tests/bench/bench_index.py, README): 8-bit scalar codes lose ~0.02 of recall@10 at
+the same ``nprobe`` (0.939 against 0.956 at 256-d, nprobe 128), and 4-bit fast-scan PQ
+(``PQ128x4fs``) re-ranked from its 300 best candidates with exact vectors reaches only
+0.85: neighbours of near-identical products are too close for 4-bit codes. faiss's
+own re-ranking stage (``Refine``/``RFlat``) cannot take our ids nor remove vectors, so
+the fast-scan family is not an ``auto`` choice; it can be chosen explicitly.
 
 ``nlist`` is ``4·sqrt(n)`` rounded to a power of two (the wiki's range is
 4–16·sqrt(n)), lowered until every centroid has at least 39 training points
@@ -19,9 +36,10 @@ a laptop CPU). IVF indexes take our ids directly (``add_with_ids``), so only the
 flat family is wrapped in ``IDMap2``.
 
 Explicit factory strings are accepted when faiss can build them and the result
-supports ``add_with_ids`` and ``remove_ids`` (IVF anything, or a flat-codes index
-such as ``Flat``, ``PQ16``, ``SQ8``, which is wrapped in ``IDMap2``). Graph
-indexes (HNSW, NSG) cannot remove vectors and are refused.
+supports ``add_with_ids`` and ``remove_ids`` (IVF anything, with or without a
+``PCA``/``OPQ``/``L2norm`` transform in front, or a flat-codes index such as ``Flat``,
+``PQ16``, ``SQ8``, which is wrapped in ``IDMap2``). Graph indexes (HNSW, NSG) and
+``Refine`` stages cannot remove vectors and are refused.
 """
 
 from __future__ import annotations
@@ -43,27 +61,35 @@ TRAIN_POINTS_PER_CENTROID = 64
 MAX_NLIST = 65_536
 PQ_TARGET_BYTES = 64
 PQ_TRAIN_POINTS = 256 * 256  # 256 centroids per sub-quantizer x 256 points each
+INDEX_DIM = 256  # the dimension vectors go into an IVF index with (see the module doc)
+# A projection to d dimensions is fitted on at least this many vectors per dimension
+# (fewer and its smaller components are noise); below that the vectors stay as they are.
+PCA_POINTS_PER_DIM = 8
 
 # Default nprobe: the number of inverted lists probed per query, the same rule for
-# IVF-Flat and IVF-PQ (exact Flat has none). tests/bench/bench_index.py, on vectors
+# every IVF index (exact Flat has none). tests/bench/bench_index.py, on vectors
 # shaped like the pretrained embeddings of the Grocery Store photos, found the
 # smallest nprobe with recall@10 >= 0.95 to be 54 of nlist 1024 (50k vectors),
-# ~96 of 2048 (200k) and 92 of 4096 (1M): it grows like sqrt(nlist), not nlist.
-# The default is the power of two at or above 2·sqrt(nlist) (64, 128, 128 there:
-# recall@10 0.956, 0.963, 0.960; at 1M 27x faster than exact Flat at nprobe 92),
+# ~96 of 2048 (200k) and 92 of 4096 (1M) for IVF-Flat at 1,280-d, and ~115 of 4096
+# for half-float codes of the 256-d projection: it grows like sqrt(nlist), not nlist.
+# The default is the power of two at or above 2·sqrt(nlist) (64, 128, 128 there),
 # at least 8. IVF-PQ's recall is capped by its codes, not by nprobe. Callers can
 # pass nprobe per query.
 NPROBE_RULE = "power of two >= 2*sqrt(nlist), at least 8, at most nlist: recall@10 ~0.95"
 
-EXAMPLES = "'auto', 'IDMap2,Flat', 'IVF1024,Flat', 'IVF4096,PQ64', 'OPQ64,IVF4096,PQ64'"
+EXAMPLES = (
+    "'auto', 'IDMap2,Flat', 'IVF1024,Flat', 'PCA256,L2norm,IVF4096,SQfp16', 'IVF4096,PQ64', "
+    "'OPQ64,IVF4096,PQ64'"
+)
 
 
 @dataclass(frozen=True)
 class IndexSpec:
     """A resolved index choice for one dimension and shard size.
 
-    ``index_type`` is ``flat`` (exact), ``ivf_flat``, ``ivf_pq`` or ``ivf`` (another
-    IVF variant from an explicit string), or ``flat_codes`` (PQ/SQ without IVF).
+    ``index_type`` is ``flat`` (exact), ``ivf_flat``, ``ivf_sq`` (scalar codes),
+    ``ivf_pq`` or ``ivf`` (another IVF variant from an explicit string), or
+    ``flat_codes`` (PQ/SQ without IVF).
     ``train_size`` is the number of vectors sampled to train it (0: no training).
     """
 
@@ -110,14 +136,27 @@ def train_size_for(nlist: int, n: int, *, pq: bool = False) -> int:
     return min(n, size)
 
 
-def auto_spec(n: int, dim: int, *, flat_threshold: int, pq_threshold: int) -> IndexSpec:
+def projection_for(dim: int, n: int, index_dim: int = INDEX_DIM) -> str:
+    """The factory prefix that makes ``dim``-d vectors ``index_dim``-d, or ``''`` for none.
+
+    Only where it shrinks them and ``n`` vectors are enough to fit it (see
+    :data:`PCA_POINTS_PER_DIM`).
+    """
+    if not index_dim or dim <= index_dim or n < PCA_POINTS_PER_DIM * index_dim:
+        return ""
+    return f"PCA{index_dim},L2norm,"
+
+
+def auto_spec(
+    n: int, dim: int, *, flat_threshold: int, pq_threshold: int, index_dim: int = INDEX_DIM
+) -> IndexSpec:
     """The ``'auto'`` choice for a shard of ``n`` vectors (see the module docstring)."""
     if n < flat_threshold:
         return flat_spec()
     nlist = nlist_for(n)
     if n < pq_threshold:
-        return ivf_flat_spec(n, dim, nlist=nlist)
-    return ivf_pq_spec(n, dim, nlist=nlist)
+        return ivf_sq_spec(n, dim, nlist=nlist, index_dim=index_dim)
+    return ivf_pq_spec(n, dim, nlist=nlist, index_dim=index_dim)
 
 
 def flat_spec() -> IndexSpec:
@@ -131,37 +170,66 @@ def ivf_flat_spec(n: int, dim: int, *, nlist: int | None = None) -> IndexSpec:
     )
 
 
-def ivf_pq_spec(n: int, dim: int, *, nlist: int | None = None) -> IndexSpec:
+def ivf_sq_spec(
+    n: int, dim: int, *, nlist: int | None = None, index_dim: int = INDEX_DIM
+) -> IndexSpec:
     nlist = nlist or nlist_for(n)
-    m = pq_m_for(dim)
+    train = train_size_for(nlist, n)
     return IndexSpec(
-        f"IVF{nlist},PQ{m}",
-        "ivf_pq",
+        f"{projection_for(dim, train, index_dim)}IVF{nlist},SQfp16",
+        "ivf_sq",
         nlist,
         default_nprobe_for(nlist),
-        train_size_for(nlist, n, pq=True),
+        train,
+    )
+
+
+def ivf_pq_spec(
+    n: int, dim: int, *, nlist: int | None = None, index_dim: int = INDEX_DIM
+) -> IndexSpec:
+    nlist = nlist or nlist_for(n)
+    train = train_size_for(nlist, n, pq=True)
+    projection = projection_for(dim, train, index_dim)
+    m = pq_m_for(index_dim if projection else dim)
+    return IndexSpec(
+        f"{projection}IVF{nlist},PQ{m}", "ivf_pq", nlist, default_nprobe_for(nlist), train
     )
 
 
 def resolve_spec(
-    factory: str, n: int, dim: int, *, flat_threshold: int, pq_threshold: int
+    factory: str,
+    n: int,
+    dim: int,
+    *,
+    flat_threshold: int,
+    pq_threshold: int,
+    index_dim: int = INDEX_DIM,
 ) -> IndexSpec:
     """``'auto'`` by shard size, or an explicit faiss factory string, validated."""
     if not isinstance(factory, str) or not factory.strip():
         raise FactoryError(f"index factory must be a non-empty string, e.g. {EXAMPLES}")
     if factory.strip().lower() == AUTO:
-        return auto_spec(n, dim, flat_threshold=flat_threshold, pq_threshold=pq_threshold)
+        return auto_spec(
+            n, dim, flat_threshold=flat_threshold, pq_threshold=pq_threshold, index_dim=index_dim
+        )
     return explicit_spec(factory.strip(), dim, n=n)
 
 
 def explicit_spec(factory: str, dim: int, *, n: int | None = None) -> IndexSpec:
     """Validate an explicit factory string by building it; raise :class:`FactoryError`."""
     index = _try_factory(factory, dim)
+    if isinstance(_past_transforms(index), faiss.IndexRefine):
+        raise FactoryError(
+            f"index factory {factory!r} ends in a Refine stage, which cannot take our ids nor "
+            f"remove vectors (the store updates indexes in place); use one of {EXAMPLES}"
+        )
     ivf = _extract_ivf(index)
     if ivf is not None:
         concrete = faiss.downcast_index(ivf)
         if isinstance(concrete, faiss.IndexIVFFlat):
             kind = "ivf_flat"
+        elif isinstance(concrete, faiss.IndexIVFScalarQuantizer):
+            kind = "ivf_sq"
         elif isinstance(concrete, faiss.IndexIVFPQ | faiss.IndexIVFPQFastScan):
             kind = "ivf_pq"
         else:
@@ -178,12 +246,13 @@ def explicit_spec(factory: str, dim: int, *, n: int | None = None) -> IndexSpec:
     else:
         inner = concrete
         wrapped = f"IDMap2,{factory}"
-    if not isinstance(inner, faiss.IndexFlatCodes):
+    codes = _past_transforms(inner)
+    if not isinstance(codes, faiss.IndexFlatCodes):
         raise FactoryError(
-            f"index factory {factory!r} builds a {type(inner).__name__}, which cannot remove "
+            f"index factory {factory!r} builds a {type(codes).__name__}, which cannot remove "
             f"vectors (the store updates indexes in place); use one of {EXAMPLES}"
         )
-    kind = "flat" if isinstance(inner, faiss.IndexFlat) else "flat_codes"
+    kind = "flat" if isinstance(codes, faiss.IndexFlat) else "flat_codes"
     train = 0 if inner.is_trained else min(n if n is not None else 2**62, PQ_TRAIN_POINTS)
     return IndexSpec(wrapped, kind, nlist=0, default_nprobe=0, train_size=train)
 
@@ -248,6 +317,14 @@ def _try_factory(factory: str, dim: int) -> faiss.Index:
             f"invalid faiss index factory string {factory!r} for dim {dim}: {reason}. "
             f"Examples: {EXAMPLES}"
         ) from None
+
+
+def _past_transforms(index: faiss.Index) -> faiss.Index:
+    """The index behind any ``PCA``/``OPQ``/``L2norm`` transforms in front of it."""
+    index = faiss.downcast_index(index)
+    while isinstance(index, faiss.IndexPreTransform):
+        index = faiss.downcast_index(index.index)
+    return index
 
 
 def _extract_ivf(index: faiss.Index) -> faiss.IndexIVF | None:

@@ -24,7 +24,7 @@ from indexer.config import Settings
 from indexer.fsutil import fsync_dir
 from indexer.index.builder import build_shards, check_pairs, plan_shards
 from indexer.index.errors import IndexBuildError
-from indexer.index.factory import NPROBE_RULE, resolve_spec
+from indexer.index.factory import INDEX_DIM, NPROBE_RULE, resolve_spec
 from indexer.index.manifest import Manifest, ShardEntry, utc_now_iso, write_manifest
 from indexer.index.shards import check_ids, read_shard, split_by_shard, write_shard
 from indexer.index.versions import IndexVersions
@@ -40,6 +40,7 @@ class BuildOptions:
     factory: str = "auto"
     flat_threshold: int = 50_000
     pq_threshold: int = 2_000_000
+    index_dim: int = INDEX_DIM
 
     @classmethod
     def from_settings(cls, settings: Settings) -> BuildOptions:
@@ -48,6 +49,7 @@ class BuildOptions:
             factory=settings.index_factory,
             flat_threshold=settings.flat_threshold,
             pq_threshold=settings.pq_threshold,
+            index_dim=settings.index_dim,
         )
 
 
@@ -68,6 +70,7 @@ class IndexWriter:
         factory: str | None = None,
         flat_threshold: int | None = None,
         pq_threshold: int | None = None,
+        index_dim: int | None = None,
         activate: bool = False,
         seed: int = 0,
     ) -> str:
@@ -77,7 +80,7 @@ class IndexWriter:
         left out come from :attr:`defaults`. The version is not made current unless
         ``activate`` is true.
         """
-        options = self._options(n_shards, factory, flat_threshold, pq_threshold)
+        options = self._options(n_shards, factory, flat_threshold, pq_threshold, index_dim)
         if not model_version:
             raise ValueError("model_version must be a non-empty string")
         if options.n_shards < 1:
@@ -94,6 +97,7 @@ class IndexWriter:
             dim,
             flat_threshold=options.flat_threshold,
             pq_threshold=options.pq_threshold,
+            index_dim=options.index_dim,
         )
         log.info(
             "building %s: %d vectors, dim %d, %d shards (smallest %d)",
@@ -170,12 +174,15 @@ class IndexWriter:
 
     # -- internals -------------------------------------------------------------
 
-    def _options(self, n_shards, factory, flat_threshold, pq_threshold) -> BuildOptions:
+    def _options(
+        self, n_shards, factory, flat_threshold, pq_threshold, index_dim
+    ) -> BuildOptions:
         given = {
             "n_shards": n_shards,
             "factory": factory,
             "flat_threshold": flat_threshold,
             "pq_threshold": pq_threshold,
+            "index_dim": index_dim,
         }
         return dataclasses.replace(
             self.defaults, **{name: value for name, value in given.items() if value is not None}

@@ -134,6 +134,7 @@ def _reindex_locked(
         factory=settings.index_factory,
         flat_threshold=settings.flat_threshold,
         pq_threshold=settings.pq_threshold,
+        index_dim=settings.index_dim,
         activate=False,
     )
     # Verifies every shard, then switches CURRENT; items deleted since the read stay out.

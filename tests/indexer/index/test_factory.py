@@ -18,21 +18,32 @@ from indexer.index.factory import (
 THRESHOLDS = {"flat_threshold": 50_000, "pq_threshold": 2_000_000}
 
 
-def test_auto_picks_flat_then_ivf_flat_then_ivf_pq_by_shard_size():
+def test_auto_picks_flat_then_ivf_half_floats_then_ivf_pq_by_shard_size():
     small = resolve_spec("auto", 49_999, 1280, **THRESHOLDS)
     assert (small.factory, small.index_type, small.nlist) == ("IDMap2,Flat", "flat", 0)
 
     medium = resolve_spec("auto", 50_000, 1280, **THRESHOLDS)
-    assert medium.index_type == "ivf_flat"
-    assert medium.factory == f"IVF{medium.nlist},Flat"
+    assert medium.index_type == "ivf_sq"
+    assert medium.factory == f"PCA256,L2norm,IVF{medium.nlist},SQfp16"
 
     million = resolve_spec("auto", 1_000_000, 1280, **THRESHOLDS)
-    assert million.factory == "IVF4096,Flat"
+    assert million.factory == "PCA256,L2norm,IVF4096,SQfp16"
 
     large = resolve_spec("AUTO", 2_000_000, 1280, **THRESHOLDS)
     assert large.index_type == "ivf_pq"
-    assert large.factory == f"IVF{large.nlist},PQ64"
+    assert large.factory == f"PCA256,L2norm,IVF{large.nlist},PQ64"
     assert large.train_size >= 256 * 256  # enough points for 8-bit PQ codebooks
+
+
+def test_auto_projects_only_vectors_wider_than_index_dim_with_enough_points_to_fit():
+    assert resolve_spec("auto", 1_000_000, 256, **THRESHOLDS).factory == "IVF4096,SQfp16"
+    assert resolve_spec("auto", 1_000_000, 1280, index_dim=512, **THRESHOLDS).factory == (
+        "PCA512,L2norm,IVF4096,SQfp16")  # fmt: skip
+    assert resolve_spec("auto", 1_000_000, 1280, index_dim=0, **THRESHOLDS).factory == (
+        "IVF4096,SQfp16")  # fmt: skip
+    # 2,000 vectors are too few to fit 256 components (8 points per component)
+    few = resolve_spec("auto", 2_000, 1280, flat_threshold=1_000, pq_threshold=10**6)
+    assert few.factory == f"IVF{few.nlist},SQfp16"
 
 
 @pytest.mark.parametrize("n", [39, 100, 1_000, 20_000, 50_000, 123_457, 1_000_000, 10**8])
@@ -69,7 +80,11 @@ def test_default_nprobe_grows_with_nlist_and_stays_in_range():
         ("IVF64,Flat", "IVF64,Flat", "ivf_flat", 64),
         ("IVF64,PQ16", "IVF64,PQ16", "ivf_pq", 64),
         ("OPQ16,IVF64,PQ16", "OPQ16,IVF64,PQ16", "ivf_pq", 64),
-        ("IVF64,SQ8", "IVF64,SQ8", "ivf", 64),
+        ("IVF64,SQ8", "IVF64,SQ8", "ivf_sq", 64),
+        ("PCA16,L2norm,IVF64,SQfp16", "PCA16,L2norm,IVF64,SQfp16", "ivf_sq", 64),
+        ("IVF64,PQ8x4fs", "IVF64,PQ8x4fs", "ivf_pq", 64),
+        ("PCA16,Flat", "IDMap2,PCA16,Flat", "flat", 0),
+        ("IVF64,RaBitQ", "IVF64,RaBitQ", "ivf", 64),
     ],
 )
 def test_explicit_factory_strings_are_validated_and_normalised(factory, expected, kind, nlist):
@@ -85,6 +100,7 @@ def test_explicit_factory_strings_are_validated_and_normalised(factory, expected
         ("IVF64,Flaat", "could not parse"),
         ("IVF64,PQ7", "multiple of the number of subquantizers"),
         ("HNSW32", "cannot remove vectors"),
+        ("IVF64,PQ8x4fs,RFlat", "Refine stage"),
         ("", "non-empty"),
     ],
 )

@@ -37,14 +37,15 @@ def test_ivf_recall_at_default_nprobe(store, synth, n_shards):
     vectors, queries = points[:20_000], points[20_000:]
     version = store.build(ids, vectors, model_version="m1", n_shards=n_shards, flat_threshold=1_000)
     loaded = store.load(version)
-    assert loaded.manifest.index_type == "ivf_flat"
+    assert loaded.manifest.index_type == "ivf_sq"
     _, truth = synth.exact_topk(vectors, ids, queries, 10)
     with ShardedSearcher(loaded) as searcher:
         recall = synth.recall_at_k(searcher.search(queries, 10)[1], truth)
         one_list = synth.recall_at_k(searcher.search(queries, 10, nprobe=1)[1], truth)
         everything = synth.recall_at_k(searcher.search(queries, 10, nprobe=loaded.nlist)[1], truth)
     assert recall >= 0.9, f"recall@10 {recall:.3f} at nprobe={loaded.default_nprobe}"
-    assert one_list < recall <= everything == 1.0
+    assert one_list < recall <= everything
+    assert everything >= 0.99  # every list probed: half-float codes only swap near-ties
 
 
 def test_ivf_pq_recall(store, synth):
@@ -139,7 +140,7 @@ def exact_topk_rows(base, ids, queries, k):
 
 
 @pytest.mark.parametrize(("kind", "members"), [
-    ("ivf_flat", 1), ("ivf_flat", 200), ("ivf_flat", 12_000), ("flat", 1), ("ivf_pq", 30),
+    ("ivf_sq", 1), ("ivf_sq", 200), ("ivf_sq", 12_000), ("flat", 1), ("ivf_pq", 30),
 ])
 def test_a_search_within_a_set_of_ids_finds_exactly_its_members(store, synth, kind, members):
     """A filter restricts faiss itself: one member in 20,000, far from the query, is
@@ -148,7 +149,7 @@ def test_a_search_within_a_set_of_ids_finds_exactly_its_members(store, synth, ki
     n = 20_000
     ids, points = synth.random_ids(n), synth.clustered(n + 20, 8 if kind == "ivf_pq" else 32)
     vectors, queries = points[:n], points[n:]
-    thresholds = {"flat": {}, "ivf_flat": {"flat_threshold": 1_000},
+    thresholds = {"flat": {}, "ivf_sq": {"flat_threshold": 1_000},
                   "ivf_pq": {"flat_threshold": 1_000, "pq_threshold": 5_000}}[kind]
     loaded = store.load(store.build(ids, vectors, model_version="m1", n_shards=2,
                                     **thresholds))
@@ -168,9 +169,9 @@ def test_a_search_within_a_set_of_ids_finds_exactly_its_members(store, synth, ki
         assert within[0] not in plain[0]
     elif kind == "ivf_pq":  # every member is scored, on its codes: the set is complete
         assert synth.recall_at_k(found, truth) >= 0.6
-    elif members <= 10_000:  # exact: every list probed, every member's exact score
-        assert (found == truth).all()
-        np.testing.assert_allclose(scores, truth_scores, rtol=1e-5, atol=1e-6)
+    elif members <= 10_000:  # every list probed, every member scored on half floats
+        assert synth.recall_at_k(found, truth) >= 0.98  # only near-ties may swap
+        np.testing.assert_allclose(scores, truth_scores, atol=2e-3)
     else:  # 60% of the vectors: the default nprobe, scaled by the share
         assert synth.recall_at_k(found, truth) >= 0.9
 

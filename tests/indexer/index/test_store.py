@@ -19,7 +19,7 @@ def test_from_settings_builds_with_the_settings_shards_and_index_choice(tmp_path
     version = store.build(ids, vectors, model_version="m1", activate=True)
     assert store.current_version() == version
     manifest = store.load().manifest
-    assert manifest.n_shards == 2 and manifest.index_type == "ivf_flat"
+    assert manifest.n_shards == 2 and manifest.index_type == "ivf_sq"
     assert (tmp_path / "index" / version / "manifest.json").is_file()
     assert store.list_versions() == [version]
     # What a caller gives wins over the settings.

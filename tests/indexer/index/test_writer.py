@@ -50,7 +50,7 @@ def test_ivf_manifest_has_nlist_and_default_nprobe(store, synth):
     ids, vectors = synth.random_ids(4_000), synth.clustered(4_000, DIM)
     version = store.build(ids, vectors, model_version="m1", n_shards=1, flat_threshold=1_000)
     manifest = store.manifest(version)
-    assert manifest.factory == f"IVF{manifest.nlist},Flat" and manifest.nlist == 64
+    assert manifest.factory == f"IVF{manifest.nlist},SQfp16" and manifest.nlist == 64
     assert manifest.default_nprobe == 16 and "sqrt(nlist)" in manifest.nprobe_rule
 
 
@@ -132,7 +132,7 @@ def test_incremental_update_of_ivf_index_needs_no_retraining(store, synth):
     extra_ids, extra = synth.random_ids(50, seed=3), synth.clustered(50, DIM, seed=3)
     store.add(extra_ids, extra)
     loaded = store.load()
-    assert loaded.ntotal == 4_050 and loaded.manifest.index_type == "ivf_flat"
+    assert loaded.ntotal == 4_050 and loaded.manifest.index_type == "ivf_sq"
     with ShardedSearcher(loaded) as searcher:
         _, found = searcher.search(extra, 1, nprobe=loaded.nlist)
     assert (found[:, 0] == extra_ids).all()
@@ -180,3 +180,35 @@ def test_activate_without_switches_to_the_build_minus_what_is_gone_asked_under_t
     again = store.build(ids, vectors, model_version="m1", n_shards=3)
     assert store.activate_without(again, lambda: np.empty(0, dtype=np.int64)) == again
     assert store.current_version() == again
+
+
+@pytest.mark.parametrize(("kind", "options"), [
+    ("flat", {}),
+    ("ivf_sq", {"flat_threshold": 1_000}),
+    ("ivf_pq", {"flat_threshold": 1_000, "pq_threshold": 2_000}),
+])
+def test_every_type_auto_picks_adds_replaces_and_removes_in_place(store, synth, kind, options):
+    """Each kind 'auto' can choose, projected to ``index_dim`` where it is an IVF index,
+    takes new vectors, replaces a changed one and forgets removed ones without a rebuild;
+    a filtered search sees the same, and so does a reader that maps the files."""
+    dim, n = 64, 6_000
+    ids, vectors = synth.random_ids(n + 20), synth.clustered(n + 20, dim)
+    store.build(ids[:n], vectors[:n], model_version="m1", n_shards=2, index_dim=16,
+                activate=True, **options)  # fmt: skip
+    manifest = store.manifest(store.require_current())
+    assert manifest.index_type == kind and manifest.dim == dim
+    assert manifest.factory.startswith("PCA16,L2norm,IVF") == (kind != "flat")
+
+    store.add(ids[n:], vectors[n:])  # 20 new items
+    store.add(ids[:1], vectors[n + 19 : n + 20])  # item 0's photo changed
+    store.remove(ids[1:3])
+    loaded = store.load()  # memory-mapped shards, as every searcher reads them
+    assert loaded.ntotal == n + 20 - 2
+    with ShardedSearcher(loaded) as searcher:
+        new_found = searcher.search(vectors[n : n + 10], 1, nprobe=loaded.nlist or None)[1]
+        changed = searcher.search(vectors[n + 19 : n + 20], 2, nprobe=loaded.nlist or None)[1]
+        within = searcher.search(vectors[1:3], 5, within=ids[:4])[1]
+    assert (new_found[:, 0] == ids[n : n + 10]).all()
+    assert set(changed[0].tolist()) == {int(ids[0]), int(ids[n + 19])}  # the same photo twice
+    assert not np.isin(ids[1:3], within).any()
+    assert set(within[within >= 0].tolist()) == {int(ids[0]), int(ids[3])}
