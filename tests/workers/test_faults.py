@@ -18,14 +18,11 @@ import sys
 import textwrap
 import time
 
-import faiss
-import numpy as np
 import pytest
 from redis_support import PrivateRedis
-from worker_harness import WAIT, wait_for_job
+from worker_harness import WAIT, vector_state, wait_for_job
 
 from indexer import jobs
-from indexer.engine import Lookalike
 
 # Starts `lookalike worker` with VectorStore.append patched: the first time, once the
 # vectors are on disk but before the catalog marks their items, it stops there (the
@@ -49,16 +46,6 @@ STALL_IN_FIRST_BATCH = textwrap.dedent("""
     vectors.VectorStore.append = append
     sys.exit(main(sys.argv[1:]))
 """)
-
-
-def vector_state(settings) -> tuple[np.ndarray, int, np.ndarray, int]:
-    """(live ids, their appends over all parts, ids in the index, indexed items)."""
-    with Lookalike.open(settings) as engine:
-        ids, _ = engine.vectors.load()
-        appended = sum(len(p.ids) for p in engine.vectors.iter_parts(vectors=False))
-        loaded = engine.indexes.load()
-        in_index = np.concatenate([faiss.vector_to_array(s.id_map) for s in loaded.shards])
-        return ids, appended, in_index, engine.catalog.counts()["indexed"]
 
 
 @pytest.mark.parametrize("broker", ["redis", "embedded", "embedded-child-only"])
