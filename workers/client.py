@@ -19,8 +19,9 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+import redis
 from celery import Celery
-from kombu.exceptions import KombuError
+from kombu.exceptions import ChannelError, OperationalError
 from kombu.utils.url import maybe_sanitize_url
 
 from indexer import jobs
@@ -29,6 +30,8 @@ from indexer.config import Settings
 from workers.config import celery_config
 from workers.names import TASK_NAMES
 
+log = logging.getLogger(__name__)
+
 
 def _app(settings: Settings) -> Celery:
     app = Celery("lookalike-client", set_as_current=False)
@@ -36,12 +39,17 @@ def _app(settings: Settings) -> Celery:
     return app
 
 
-log = logging.getLogger(__name__)
-
 # A sender is waiting for the answer: three tries over about half a second, then
 # BrokerUnavailable. (Workers keep task_publish_retry_policy: they outlive a restart.)
 SEND_RETRY_POLICY = {"max_retries": 2, "interval_start": 0, "interval_step": 0.25,
                      "interval_max": 0.5}  # fmt: skip
+
+
+# What a send raises when the broker is not there: kombu's connection errors (Redis's
+# own, should one escape kombu's wrapping), the embedded transport's ChannelError (its
+# folder unwritable), a socket's OSError.
+_UNREACHABLE = (OperationalError, redis.ConnectionError, redis.TimeoutError, ChannelError,
+                OSError)  # fmt: skip
 
 
 class BrokerUnavailable(RuntimeError):
@@ -64,7 +72,7 @@ def send(settings: Settings, task: str, *args: object, **kwargs: object) -> None
         # result backend (which, with Redis down, would add a long reconnect loop).
         app.send_task(TASK_NAMES[task], args=args, kwargs=kwargs, ignore_result=True,
                       retry=True, retry_policy=SEND_RETRY_POLICY)  # fmt: skip
-    except (KombuError, OSError) as error:
+    except _UNREACHABLE as error:
         raise BrokerUnavailable(
             f"the job queue ({_broker_name(settings)}) did not take the {task!r} message: "
             f"{str(error).rstrip('.')}"
