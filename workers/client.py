@@ -33,16 +33,27 @@ from workers.names import TASK_NAMES
 log = logging.getLogger(__name__)
 
 
-def _app(settings: Settings) -> Celery:
-    app = Celery("lookalike-client", set_as_current=False)
-    app.conf.update(celery_config(settings))
-    return app
-
-
 # A sender is waiting for the answer: three tries over about half a second, then
 # BrokerUnavailable. (Workers keep task_publish_retry_policy: they outlive a restart.)
 SEND_RETRY_POLICY = {"max_retries": 2, "interval_start": 0, "interval_step": 0.25,
                      "interval_max": 0.5}  # fmt: skip
+# Seconds a sender waits for the broker to connect or answer, each try: a Redis that
+# hangs (stopped, swapping) gives up in seconds, not after the workers' 30 s a try.
+SEND_TIMEOUT = 2.0
+
+
+def _app(settings: Settings) -> Celery:
+    app = Celery("lookalike-client", set_as_current=False)
+    config = celery_config(settings)
+    config["broker_connection_timeout"] = SEND_TIMEOUT
+    if settings.broker_is_redis:
+        config["broker_transport_options"] = {
+            **config["broker_transport_options"],
+            "socket_timeout": SEND_TIMEOUT,
+            "socket_connect_timeout": SEND_TIMEOUT,
+        }
+    app.conf.update(config)
+    return app
 
 
 # What a send raises when the broker is not there: kombu's connection errors (Redis's

@@ -6,13 +6,18 @@ real worker process consumes from it. With Redis stopped a write answers 503
 recorded for it is failed with the reason (no queued job that would never run),
 its manifest is gone, no item exists and a crawled site is not registered. With
 Redis back the same upload is accepted and the worker takes it in: one item.
+A Redis that hangs instead (SIGSTOP) is given up on within seconds, the same way
+(should it take the message in late after all, the failed job starts nothing:
+``tests/indexer/jobs/test_submit.py``).
 """
 
 from __future__ import annotations
 
 import io
 import json
+import os
 import re
+import signal
 import time
 
 import images_factory
@@ -123,3 +128,29 @@ def test_redis_down_while_the_api_accepts_a_source_or_a_reindex_is_a_503(setup, 
         assert [catalog.get_job(i).status for i in failed] == ["failed"] * 4
         assert catalog.jobs(limit=None, statuses=["queued", "running"]) == []
         assert catalog.sources() == []  # the site was not registered for re-crawls
+
+
+def test_redis_hung_while_the_api_accepts_an_upload_is_a_503_and_its_late_message_does_nothing(
+    setup, private_redis, procs
+):
+    worker = procs.worker(setup)
+    client = create_app(settings=setup.settings).test_client()
+    photo = images_factory.jpeg_bytes(seed=43)
+    os.kill(private_redis.process.pid, signal.SIGSTOP)  # up, but answering nothing
+    try:
+        failed_id = assert_unavailable(upload(client, photo))
+    finally:
+        os.kill(private_redis.process.pid, signal.SIGCONT)
+
+    accepted = upload(client, photo)
+    assert accepted.status_code == 202, accepted.json
+    deadline = time.monotonic() + WAIT
+    while not (job := client.get(accepted.json["job_url"]).json)["complete"]:
+        assert time.monotonic() < deadline, f"{job}\n{procs.logs()}"
+        time.sleep(0.3)
+    assert job["status"] == "done" and job["items"]["indexed"] == 1, job
+    failed = client.get(f"/api/v1/jobs/{failed_id}").json
+    assert failed["status"] == "failed", worker.text()[-3000:]
+    assert failed["fetches"] == {"pending": 1, "done": 0, "failed": 0}  # never started
+    with setup.catalog() as catalog:
+        assert sum(catalog.counts().values()) == 1
