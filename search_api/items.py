@@ -21,7 +21,7 @@ from indexer.images import content_id
 from indexer.sources.manifest import ManifestError, read_manifest
 from search_api import params
 from search_api.auth import read_access, write_access
-from search_api.errors import ApiError
+from search_api.errors import ApiError, problem
 from search_api.search import item_links, state
 from workers import client
 
@@ -54,6 +54,18 @@ def item_body(item: Item) -> dict:
     }
 
 
+@bp.errorhandler(client.BrokerUnavailable)
+def _broker_down(error: client.BrokerUnavailable):
+    """503 + Retry-After: nothing was queued, and the job recorded for it is failed."""
+    log.error("%s", error)  # the broker's address stays in the log, not in the answer
+    job = "" if error.job_id is None else f"; job {error.job_id} is recorded as failed"
+    seconds = state().settings.api_ready_retry_after
+    return problem(
+        503, f"the job queue is unavailable: nothing was queued{job}; send the request "
+        f"again in {seconds} s", headers={"Retry-After": str(seconds)},
+    )  # fmt: skip
+
+
 def _item(item_id: str) -> Item:
     params.item_id("item_id", item_id)
     item = state().engine.catalog.get(item_id)
@@ -79,7 +91,11 @@ def _submit(manifest: Path, *, allow_paths: bool = False):
         read_manifest(manifest, allow_paths=allow_paths)
     except ManifestError as error:
         raise ApiError(422, f"manifest refused: {error}", field="manifest") from None
-    job = client.submit(api.engine.catalog, api.settings, manifest, register=False)
+    try:
+        job = client.submit(api.engine.catalog, api.settings, manifest, register=False)
+    except client.BrokerUnavailable:
+        manifest.unlink(missing_ok=True)  # its job is failed: nothing will read it
+        raise
     return _accepted(job)
 
 

@@ -253,7 +253,7 @@ def _item_paths() -> dict:
                 "summary": "Upload one or many images with metadata",
                 "security": WRITE,
                 "requestBody": _body(upload),
-                "responses": {"202": ACCEPTED, **_errors(400, 401, 413, 422)},
+                "responses": {"202": ACCEPTED, **_errors(400, 401, 413, 422, 503)},
             }
         },
         "/api/v1/items/{item_id}": _item_path({
@@ -292,7 +292,7 @@ def _source_paths() -> dict:
                 "summary": "Add a manifest, a list of image URLs or a site to crawl",
                 "security": WRITE,
                 "requestBody": _body({**_json(by_url), **_form(["manifest"], manifest=FILE)}),
-                "responses": {"202": ACCEPTED, **_errors(400, 401, 413, 422)},
+                "responses": {"202": ACCEPTED, **_errors(400, 401, 413, 422, 503)},
             }
         },
     }
@@ -334,7 +334,7 @@ def _job_paths() -> dict:
             "post": {
                 "summary": "Queue a full re-index (a new index version)",
                 "security": WRITE,
-                "responses": {"202": ACCEPTED, **_errors(401)},
+                "responses": {"202": ACCEPTED, **_errors(401, 503)},
             }
         },
     }

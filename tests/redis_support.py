@@ -1,5 +1,6 @@
-"""The test Redis: its URL, key prefixes of a test's own (cleaned up afterwards), and
-waiting for a redis-server a test started itself.
+"""The test Redis: its URL, key prefixes of a test's own (cleaned up afterwards),
+waiting for a redis-server a test started itself, and a private redis-server
+(:class:`PrivateRedis`) for tests that stop or restart it.
 
 A missing Redis makes the caller error out (``ping``); it never skips a test.
 """
@@ -7,11 +8,13 @@ A missing Redis makes the caller error out (``ping``); it never skips a test.
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import redis
 
@@ -51,3 +54,38 @@ def wait_until_up(client: redis.Redis, process: subprocess.Popen, seconds: float
                 raise AssertionError(f"redis-server exited: {output}") from None
             assert time.monotonic() < deadline, "redis-server did not start"
             time.sleep(0.05)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+class PrivateRedis:
+    """A redis-server of this test's own: stopping or restarting it disturbs nobody else.
+
+    No persistence: a restart loses every key, as a crashed Redis without AOF does.
+    ``start`` again after ``kill`` serves the same URL.
+    """
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no", "--dir", str(self.folder), "--daemonize", "no"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        )  # fmt: skip
+        client = redis.Redis.from_url(self.url)
+        wait_until_up(client, self.process, 10)
+        client.close()
+
+    def kill(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(10)

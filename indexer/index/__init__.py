@@ -14,6 +14,7 @@ from typing import Any
 from indexer.index.errors import (
     FactoryError,
     IndexBuildError,
+    IndexDiskFullError,
     IndexLoadError,
     IndexLockedError,
     IndexNotFoundError,
@@ -46,6 +47,7 @@ __all__ = [
     "MAX_K",
     "FactoryError",
     "IndexBuildError",
+    "IndexDiskFullError",
     "IndexLoadError",
     "IndexLockedError",
     "IndexNotFoundError",

@@ -20,6 +20,11 @@ class IndexBuildError(IndexStoreError):
     """Building or updating an index failed (e.g. too few vectors to train IVF)."""
 
 
+class IndexDiskFullError(IndexBuildError):
+    """The file system holding the index ran out of space (or quota) while a version
+    was written; the half-written version was removed and ``CURRENT`` did not move."""
+
+
 class IndexLoadError(IndexStoreError):
     """An index version cannot be served: missing, truncated, tampered or mismatched."""
 

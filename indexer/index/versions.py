@@ -294,6 +294,16 @@ class IndexVersions:
                 self._write_history(compacted)
         return [name for name, _ in doomed]
 
+    def discard(self, version: str) -> bool:
+        """Delete a version that never became current (a re-index that could not switch
+        to it); True if it was deleted. The current version is never touched."""
+        with self.writer_lock():
+            if version == self.current_version() or not (self.root / version).is_dir():
+                return False
+            self._delete_version(version)
+        log.info("discarded index version %s: it was never made current", version)
+        return True
+
     # -- for the writer (it holds the writer lock) --------------------------------
 
     def new_version_dir(self) -> tuple[str, Path]:

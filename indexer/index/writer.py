@@ -11,6 +11,7 @@ complete on disk before anything names it, and every write holds the writer lock
 from __future__ import annotations
 
 import dataclasses
+import errno
 import logging
 import os
 import shutil
@@ -23,7 +24,7 @@ import numpy as np
 from indexer.config import Settings
 from indexer.fsutil import fsync_dir
 from indexer.index.builder import build_shards, check_pairs, plan_shards
-from indexer.index.errors import IndexBuildError
+from indexer.index.errors import IndexBuildError, IndexDiskFullError, IndexLoadError
 from indexer.index.factory import INDEX_DIM, NPROBE_RULE, resolve_spec
 from indexer.index.manifest import Manifest, ShardEntry, utc_now_iso, write_manifest
 from indexer.index.shards import check_ids, read_shard, split_by_shard, write_shard
@@ -120,8 +121,9 @@ class IndexWriter:
                     shards=tuple(entries),
                     created=utc_now_iso(),
                 ))
-            except BaseException:
+            except BaseException as error:
                 shutil.rmtree(directory, ignore_errors=True)
+                _raise_if_disk_full(error, self.versions, version)
                 raise
             if activate:
                 self.versions.switch(version)
@@ -233,8 +235,9 @@ class IndexWriter:
                 parent=parent,
             )
             write_manifest(directory, manifest)
-        except BaseException:
+        except BaseException as error:
             shutil.rmtree(directory, ignore_errors=True)
+            _raise_if_disk_full(error, self.versions, version)
             raise
         log.info(
             "index %s -> %s: %s %d ids, rewrote shards %s",
@@ -272,6 +275,35 @@ class IndexWriter:
             )
             changed.append(shard)
         return entries, changed
+
+
+_DISK_FULL = frozenset({errno.ENOSPC, errno.EDQUOT})
+
+
+def _raise_if_disk_full(error: BaseException, versions: IndexVersions, version: str) -> None:
+    """Name a full file system (or quota) clearly; the caller removed ``version`` already.
+
+    The error a job records and an operator reads: which version, where, what is left
+    and what still serves. Anything else is re-raised by the caller as it was.
+    """
+    if not isinstance(error, OSError) or error.errno not in _DISK_FULL:
+        return
+    root = versions.root
+    try:
+        free = f"{shutil.disk_usage(root).free} bytes free"
+    except OSError:
+        free = "free space unknown"
+    try:
+        current = versions.current_version()
+    except IndexLoadError:
+        current = None
+    serving = f"{current} stays current" if current else "no version is current"
+    log.error("disk full writing index version %s in %s (%s)", version, root, free)
+    raise IndexDiskFullError(
+        f"disk full: no space left on the file system of {root} while writing index "
+        f"version {version} ({error.strerror}; {free}); the partial version was removed "
+        f"and {serving}; free some space (e.g. `lookalike index prune`) and run it again"
+    ) from error
 
 
 def _last_wins(ids: np.ndarray, vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

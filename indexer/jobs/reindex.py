@@ -126,7 +126,7 @@ def _reindex_locked(
         return ReindexOutcome(JobStatus.DONE, message=message, reembedded=reembedded)
     catalog.touch_job(job_id, message=f"building a new index of {len(ids)} vectors")
     settings = engine.settings
-    version = engine.indexes.build(
+    built = engine.indexes.build(
         ids,
         vectors,
         model_version=model_version,
@@ -138,7 +138,15 @@ def _reindex_locked(
         activate=False,
     )
     # Verifies every shard, then switches CURRENT; items deleted since the read stay out.
-    version = engine.indexes.activate_without(version, engine.gone_since(ids))
+    try:
+        version = engine.indexes.activate_without(built, engine.gone_since(ids))
+    except BaseException:
+        # Not current, so it serves nobody; on a full disk it holds the space a re-run needs.
+        try:
+            engine.indexes.discard(built)
+        except Exception:  # the original error is the one to record; prune retries this
+            log.exception("could not discard index version %s", built)
+        raise
     catalog.mark_indexed(engine._item_ids_for(ids))
     apply_deletions(engine)  # their vectors are out of this version: purge their rows
     pruned = engine.indexes.prune(keep)

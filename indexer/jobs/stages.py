@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from indexer.catalog import EntryKind, EntryState, ItemStatus, JobEntry, JobStatus, vector_id_for
+from indexer.index.errors import IndexDiskFullError
 from indexer.intake import Fatal, Intake, Taken, take_in_all
 from indexer.jobs.progress import finalize, require_job
 
@@ -108,6 +109,9 @@ def embed_chunk(engine: Lookalike, job_id: int, chunk: int | None) -> int:
     return report.embedded
 
 
+INDEX_STAGE_FAILED = "index stage failed, to be run again"
+
+
 @dataclass(frozen=True)
 class IndexOutcome:
     version: str | None
@@ -123,9 +127,14 @@ def index_job(engine: Lookalike, job_id: int) -> IndexOutcome:
     index store's writer lock holds anyway). When the current index belongs to
     another model nothing is added: only a re-index, which re-embeds, may
     replace it.
+
+    On a full disk the job records why (:class:`IndexDiskFullError`, re-raised)
+    and stays unfinished: its items stay embedded, their vectors in the store,
+    and the next run of this stage (the sweeper's, once the job is stalled), any
+    later index write or a re-index takes them in when there is space again.
     """
     catalog = engine.catalog
-    require_job(catalog, job_id)
+    job = require_job(catalog, job_id)
     indexes = engine.indexes
     current = indexes.current_version()
     if current is not None and indexes.manifest(current).model_version != engine.model.version:
@@ -136,7 +145,13 @@ def index_job(engine: Lookalike, job_id: int) -> IndexOutcome:
         return IndexOutcome(current, needs_reindex=True)
     version = current
     if catalog.items_with_status(ItemStatus.EMBEDDED, limit=1):
-        version = engine.update_index()
+        try:
+            version = engine.update_index()
+        except IndexDiskFullError as error:
+            catalog.touch_job(job_id, message=f"{INDEX_STAGE_FAILED}: {error}")
+            raise
+    if job.message and job.message.startswith(INDEX_STAGE_FAILED):
+        catalog.touch_job(job_id, message="")  # it went through this time
     removed = apply_removals(engine, job_id) + apply_deletions(engine)
     if indexes.current_version() != current:  # each update is a version: keep a few
         indexes.prune(engine.settings.index_keep_versions)

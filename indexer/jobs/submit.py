@@ -118,9 +118,14 @@ def prepare(intake: Intake, job_id: int) -> list[int]:
     """The first stage: crawl the site of a crawl job that has no entries yet, then start.
 
     Returns the chunks to fetch. Planning twice (a duplicate delivery) crawls
-    twice but adds the entries once.
+    twice but adds the entries once. A job recorded failed (its sender gave up on
+    a broker that hung, and the message arrived after all) is not started: the
+    caller was told nothing was taken in.
     """
     job = require_job(intake.catalog, job_id)
+    if job.status == JobStatus.FAILED:
+        log.warning("job %d is failed (%s); not starting it", job_id, job.message)
+        return []
     if not job.planned:
         plan_crawl(intake, job)
     return start_job(intake.catalog, job_id)

@@ -14,22 +14,15 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
-import subprocess
 import sys
 import textwrap
 import time
-from pathlib import Path
 
-import faiss
-import numpy as np
 import pytest
-import redis
-from redis_support import wait_until_up
-from worker_harness import WAIT, wait_for_job
+from redis_support import PrivateRedis
+from worker_harness import WAIT, vector_state, wait_for_job
 
 from indexer import jobs
-from indexer.engine import Lookalike
 
 # Starts `lookalike worker` with VectorStore.append patched: the first time, once the
 # vectors are on disk but before the catalog marks their items, it stops there (the
@@ -53,16 +46,6 @@ STALL_IN_FIRST_BATCH = textwrap.dedent("""
     vectors.VectorStore.append = append
     sys.exit(main(sys.argv[1:]))
 """)
-
-
-def vector_state(settings) -> tuple[np.ndarray, int, np.ndarray, int]:
-    """(live ids, their appends over all parts, ids in the index, indexed items)."""
-    with Lookalike.open(settings) as engine:
-        ids, _ = engine.vectors.load()
-        appended = sum(len(p.ids) for p in engine.vectors.iter_parts(vectors=False))
-        loaded = engine.indexes.load()
-        in_index = np.concatenate([faiss.vector_to_array(s.id_map) for s in loaded.shards])
-        return ids, appended, in_index, engine.catalog.counts()["indexed"]
 
 
 @pytest.mark.parametrize("broker", ["redis", "embedded", "embedded-child-only"])
@@ -120,37 +103,6 @@ def test_a_worker_killed_in_the_middle_of_an_embed_batch_has_the_batch_redone(
         assert "queuing again" not in recovery  # the broker gave the task back by itself
     if broker == "embedded-child-only":
         assert "WorkerLostError" in recovery
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-class PrivateRedis:
-    """A redis-server of this test's own: restarting it disturbs nobody else."""
-
-    def __init__(self, folder: Path) -> None:
-        self.folder = folder
-        self.port = free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        self.process: subprocess.Popen | None = None
-
-    def start(self) -> None:
-        self.process = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", str(self.folder), "--daemonize", "no"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-        )
-        client = redis.Redis.from_url(self.url)
-        wait_until_up(client, self.process, 10)
-        client.close()
-
-    def kill(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.kill()
-            self.process.wait(10)
 
 
 @pytest.fixture

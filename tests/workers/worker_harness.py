@@ -244,3 +244,18 @@ def wait_for_job(setup: Setup, job_id: int, procs: Procs, timeout: float = WAIT,
                 raise AssertionError(f"job {job_id} not there after {timeout} s: "
                                      f"{state.job.status} {state.summary()}\n{procs.logs()}")
             time.sleep(0.2)
+
+
+def vector_state(settings):
+    """(live ids, their appends over all parts, ids in the index, indexed items)."""
+    import faiss
+    import numpy as np
+
+    from indexer.engine import Lookalike
+
+    with Lookalike.open(settings) as engine:
+        ids, _ = engine.vectors.load()
+        appended = sum(len(p.ids) for p in engine.vectors.iter_parts(vectors=False))
+        loaded = engine.indexes.load()
+        in_index = np.concatenate([faiss.vector_to_array(s.id_map) for s in loaded.shards])
+        return ids, appended, in_index, engine.catalog.counts()["indexed"]

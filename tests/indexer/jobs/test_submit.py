@@ -76,3 +76,14 @@ def test_a_crawled_site_and_its_recrawl_new_changed_removed_and_unverified(engin
     assert engine.catalog.get(old[shop.url("/img/p3.jpg")]) is None
     assert engine.catalog.get(old[shop.url("/img/p2.jpg")]) is None
     assert vector_counts(engine) == (3, 3, 3)  # p1, the new p2, p4
+
+
+def test_a_job_recorded_failed_before_it_was_queued_is_never_started(engine, shop, tmp_path):
+    """A sender gave up on a hung broker and failed the job; its message came late."""
+    manifest = write_manifest(tmp_path / "m.csv", serve_images(shop, range(3)))
+    job = jobs.submit_source(engine.catalog, engine.settings, manifest)
+    engine.catalog.set_job_status(job.id, "failed", message="not queued: the broker hung")
+    state = jobs.run_inline(engine, job.id)  # the late message's stages, in one go
+    assert state.job.status == "failed" and state.job.message == "not queued: the broker hung"
+    assert state.fetches == {"pending": 3, "done": 0, "failed": 0}
+    assert sum(engine.catalog.counts().values()) == 0  # nothing taken in
