@@ -153,26 +153,35 @@ def test_fuzzing_ends_every_input_in_a_result_or_the_modules_own_error(
 # The guards themselves: a target that misbehaves on its first input (libFuzzer starts
 # with the empty one) fails the run, with that input kept, for each fault the fuzz runs
 # above must catch.
-GUARDED_FAULTS = {
-    "guard-escapes": ("crash-", "KeyError"),
-    "guard-hangs": ("timeout-", "Timeout"),
-    "guard-allocates": ("crash-", "MemoryError"),  # the address-space limit (RLIMIT_AS)
-    "guard-grows": ("oom-", "out-of-memory"),  # libFuzzer's resident-memory limit
+GUARDED_FAULTS = {  # target: (the finding it leaves, what libFuzzer says, -timeout)
+    "guard-escapes": ("crash-", "KeyError", 30),
+    "guard-hangs": ("timeout-", "Timeout", 2),
+    "guard-allocates": ("crash-", "MemoryError", 30),  # the address-space limit (RLIMIT_AS)
+    "guard-grows": ("oom-", "out-of-memory", 30),  # libFuzzer's resident-memory limit
 }
 
 
 @pytest.mark.parametrize("target", GUARDED_FAULTS)
 def test_each_fault_fails_the_fuzz_run_with_its_input_kept(target, tmp_path):
-    kept, said = GUARDED_FAULTS[target]
-    run = fuzz(target, tmp_path, seconds=30, per_input=2, seeds={"seed": b"hostile"})
+    kept, said, per_input = GUARDED_FAULTS[target]
+    run = fuzz(target, tmp_path, seconds=60, per_input=per_input, seeds={"seed": b"hostile"})
     assert run.returncode != 0, run.report()
     assert any(name.startswith(kept) for name in run.findings), run.report()
     assert said in run.output, run.report()
 
 
+def test_the_driver_knows_every_target():
+    """fuzz.py names the targets without importing them (it instruments them on import)."""
+    spec = importlib.util.spec_from_file_location("fuzz_driver", FUZZ)
+    driver = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(driver)
+    assert set(driver.NAMES) == set(fuzz_targets.TARGETS)
+    assert set(driver.GUARDS) == set(GUARDED_FAULTS)
+
+
 @pytest.mark.parametrize("target", sorted(fuzz_targets.TARGETS))
 def test_the_seed_corpus_ends_in_results_and_rejections(target):
-    """The oracle on the seeds alone, in this process: both outcomes, nothing else."""
+    """The oracle on the seeds alone, in this process: each as its name says, nothing else."""
     outcomes = {
         name: fuzz_targets.TARGETS[target](data)
         for name, data in fuzz_seeds.SEEDS[target]().items()
@@ -185,12 +194,3 @@ def test_the_seed_corpus_ends_in_results_and_rejections(target):
     }
     assert not wrong, wrong
     assert set(outcomes.values()) == {fuzz_targets.ACCEPTED, fuzz_targets.REJECTED}
-
-
-def test_the_driver_knows_every_target():
-    """fuzz.py names the targets without importing them (it instruments them on import)."""
-    spec = importlib.util.spec_from_file_location("fuzz_driver", FUZZ)
-    driver = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(driver)
-    assert set(driver.NAMES) == set(fuzz_targets.TARGETS)
-    assert set(driver.GUARDS) == set(GUARDED_FAULTS)
