@@ -88,7 +88,7 @@ class _CappedSpool(SpooledTemporaryFile):
             self.close()
             name = f" {self._filename!r}" if self._filename else ""
             raise TooLarge(
-                f"uploaded file{name} is larger than the {_size(self._limit)} image limit",
+                f"uploaded file{name} is larger than the image limit of {_size(self._limit)}",
                 field=self._field,
             )
         return super().write(data)
@@ -96,7 +96,7 @@ class _CappedSpool(SpooledTemporaryFile):
 
 def _size(n: int) -> str:
     mib = 1024 * 1024
-    return f"{n // mib} MiB" if n % mib == 0 else f"{n}-byte"
+    return f"{n // mib} MiB" if n % mib == 0 else f"{n} bytes"
 
 
 def install(app: Flask, settings: Settings) -> None:
@@ -120,7 +120,7 @@ def install(app: Flask, settings: Settings) -> None:
             return
         declared = request.content_length
         if declared is not None and declared > limit:
-            raise TooLarge(f"request body of {declared} bytes is over the {_size(limit)} limit")
+            raise TooLarge(f"request body of {declared} bytes is over the limit of {_size(limit)}")
         _limit_unsized_body(limit)
 
 
@@ -144,6 +144,6 @@ def _limit_unsized_body(limit: int) -> None:
         chunks.append(chunk)
         size += len(chunk)
     if size > limit:
-        raise TooLarge(f"chunked request body is over the {_size(limit)} limit")
+        raise TooLarge(f"chunked request body is over the limit of {_size(limit)}")
     environ["wsgi.input"] = io.BytesIO(b"".join(chunks))
     environ["CONTENT_LENGTH"] = str(size)

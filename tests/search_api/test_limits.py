@@ -92,8 +92,8 @@ def test_one_image_over_the_image_limit_is_413_before_the_body_is_read(app, path
     stream = CountingStream("image", IMAGE_LIMIT + FORM_MEMORY + 1)
     detail = is_413(post(app, path, stream))
     assert detail == (
-        f"request body of {IMAGE_LIMIT + FORM_MEMORY + 1} bytes is over the "
-        f"{IMAGE_LIMIT + FORM_MEMORY}-byte limit"
+        f"request body of {IMAGE_LIMIT + FORM_MEMORY + 1} bytes is over the limit of "
+        f"{IMAGE_LIMIT + FORM_MEMORY} bytes"
     )
     assert stream.read_bytes == 0
 
@@ -102,20 +102,24 @@ def test_an_image_over_the_limit_in_a_small_search_body_is_413_as_it_streams_in(
     """Just over the image limit, within the body limit: the part refuses it as it grows."""
     stream = CountingStream("image", IMAGE_LIMIT + 1_000)
     detail = is_413(post(app, "/api/v1/search", stream), field="image")
-    assert detail == f"uploaded file 'big.jpg' is larger than the {IMAGE_LIMIT}-byte image limit"
+    assert detail == (
+        f"uploaded file 'big.jpg' is larger than the image limit of {IMAGE_LIMIT} bytes"
+    )
 
 
 def test_one_image_part_over_the_image_limit_is_413_before_the_rest_of_the_form(app):
     stream = CountingStream("images", BODY_LIMIT - 1)  # the form fits the body limit
     detail = is_413(post(app, "/api/v1/items", stream), field="images")
-    assert f"larger than the {IMAGE_LIMIT}-byte image limit" in detail
+    assert f"larger than the image limit of {IMAGE_LIMIT} bytes" in detail
     assert stream.read_bytes < BODY_LIMIT // 2  # it stopped reading at the bad part
 
 
 def test_a_whole_form_over_the_body_limit_is_413_before_it_is_read(app):
     stream = CountingStream("images", BODY_LIMIT + 1)
     detail = is_413(post(app, "/api/v1/items", stream))
-    assert detail == f"request body of {BODY_LIMIT + 1} bytes is over the {BODY_LIMIT}-byte limit"
+    assert detail == (
+        f"request body of {BODY_LIMIT + 1} bytes is over the limit of {BODY_LIMIT} bytes"
+    )
     assert stream.read_bytes == 0
 
 
@@ -127,7 +131,7 @@ def test_a_whole_form_over_the_body_limit_is_413_before_it_is_read(app):
 def test_a_chunked_body_over_the_limit_is_413_once_past_it(app, path, size, limit):
     stream = CountingStream("images", size)
     detail = is_413(post(app, path, stream, chunked=True))
-    assert detail == f"chunked request body is over the {limit}-byte limit"
+    assert detail == f"chunked request body is over the limit of {limit} bytes"
     assert stream.read_bytes == limit + 1  # read to one byte past the limit, no further
 
 
