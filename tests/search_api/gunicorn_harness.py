@@ -54,10 +54,11 @@ def children(pid: int) -> set[int]:
     return found
 
 
-def indexed_server(folder: Path, model: Path, procs, **overrides) -> tuple[str, object]:
+def indexed_server(folder: Path, model: Path, procs, **overrides) -> tuple[str, object, Setup]:
     """gunicorn (deploy/gunicorn.conf.py) over a home with a small catalogue indexed by
-    ``model`` (the tiny test model: no pretrained backbone); returns its base URL and its
-    process. ``overrides``: more settings (workers, threads, limits)."""
+    ``model`` (the tiny test model: no pretrained backbone); returns its base URL, its
+    process and the deployment (``Setup``). ``overrides``: more settings (workers, threads,
+    limits)."""
     home = folder / "home"
     values = dict(
         home=str(home), model=str(model), device="cpu", precision="fp32", loader_workers=0,
@@ -77,4 +78,4 @@ def indexed_server(folder: Path, model: Path, procs, **overrides) -> tuple[str, 
     api = procs.start("gunicorn", [GUNICORN, "-c", DEPLOY_CONFIG], setup.env(), folder)
     base = f"http://{setup.settings.api_bind}"
     wait_until_up(urllib3.PoolManager(), base, api)
-    return base, api
+    return base, api, setup

@@ -29,7 +29,7 @@ def server(tmp_path_factory, tiny_model):
     folder = tmp_path_factory.mktemp("http-limits")
     procs = Procs(folder)
     try:
-        base, _ = indexed_server(folder, tiny_model, procs, api_key=KEY)
+        base, _, _ = indexed_server(folder, tiny_model, procs, api_key=KEY)
         yield base
     finally:
         procs.stop_all()
