@@ -1,25 +1,22 @@
 """Request size limits, one convention: whatever is over its limit is a 413 problem+json.
 
-=========================  ==============================  ===================================
-what                       limit (setting)                 refused
-=========================  ==============================  ===================================
-the body                   ``api_max_upload_bytes``        before a byte of it is read when
-                           (Flask's ``MAX_CONTENT_LENGTH``)  ``Content-Length`` declares more;
-                                                           a chunked one once it passes it
-the body of a view that    ``max_image_bytes`` plus        the same way (``/search``,
-takes one image            ``api_max_form_memory_bytes``   ``/explain``)
-one uploaded image         ``max_image_bytes``             as it streams in, before the rest
-                                                           of the form is read (views marked
-                                                           with :func:`images`)
-one text field; parts      ``api_max_form_memory_bytes``;  by Werkzeug, as the form is parsed
-                           ``api_max_form_parts``
-request line and headers   gunicorn (``search_api/serve``)  by gunicorn, before the app: 400
-=========================  ==============================  ===================================
+- **The body**, ``api_max_upload_bytes`` (Flask's ``MAX_CONTENT_LENGTH``): refused before
+  a byte of it is read when ``Content-Length`` declares more; a chunked body one byte
+  past the limit.
+- **The body of a view that takes one image** (``/search``, ``/explain``): one image,
+  ``max_image_bytes``, plus ``api_max_form_memory_bytes`` for the other fields; refused
+  the same way.
+- **One uploaded image**, ``max_image_bytes``: refused as it streams in, before the rest
+  of the form is read, in the views marked with :func:`images`.
+- A text field (``api_max_form_memory_bytes``) and the number of parts
+  (``api_max_form_parts``): Werkzeug's own 413, as the form is parsed.
+- The request line and headers: gunicorn's limits and head deadline
+  (:mod:`search_api.serve`), a 400 or a closed connection before the app sees anything.
 
-The body limits count bytes on the wire, the part limit the bytes of the file itself. A
-413 leaves the rest of the body unread; gunicorn then closes the connection (after a
-short drain), so a client should read the answer while it sends (curl, urllib3 and
-requests do) or send ``Expect: 100-continue``.
+The body limits count bytes on the wire, the image limit the bytes of the file. A 413
+leaves the rest of the body unread; gunicorn then closes the connection (after a short
+drain), so a client should read the answer while it sends (curl, urllib3 and requests
+do) or send ``Expect: 100-continue``.
 """
 
 from __future__ import annotations
