@@ -266,6 +266,10 @@ class Settings(BaseSettings):
     api_bind: str = Field("127.0.0.1:8000", description="gunicorn's address (host:port)")
     api_workers: int = Field(2, ge=1, le=64, description="gunicorn worker processes")
     api_threads: int = Field(4, ge=1, le=64, description="request threads per worker process")
+    api_head_timeout: float = Field(
+        10.0, gt=0, le=3600, description="seconds a connection has to send a request's line "
+        "and headers once its thread took it; then gunicorn closes it (slow clients)",
+    )  # fmt: skip
     api_metrics_dir: Path | None = Field(
         None, description="the gunicorn workers' metric files (prometheus_client multiprocess), "
         "emptied when the server starts; default: home/run/metrics/<host>_<bind>"

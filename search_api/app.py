@@ -6,18 +6,16 @@ e.g. the web UI) are served with the API; the API never imports them by name.
 
 from __future__ import annotations
 
-import io
 import logging
 import time
 from typing import Any
 
 from flask import Flask, g, jsonify, request
-from werkzeug.exceptions import RequestEntityTooLarge
 
 from indexer import plugins
 from indexer.config import Settings, load_settings
 from indexer.engine import Lookalike
-from search_api import errors
+from search_api import errors, limits
 from search_api.state import ApiState
 
 log = logging.getLogger(__name__)
@@ -78,7 +76,8 @@ def create_app(
     @app.before_request
     def _start_clock() -> None:
         g.started = time.perf_counter()
-        _limit_unsized_body(app.config["MAX_CONTENT_LENGTH"])
+
+    limits.install(app, settings)  # after the clock: a refused request is counted too
 
     @app.after_request
     def _count(response):
@@ -100,28 +99,3 @@ def _register_web_extensions(app: Flask) -> None:
         app.register_blueprint(blueprint)
     for failure in failed:
         log.warning("web extension %s not loaded; serving the API without it", failure)
-
-
-def _limit_unsized_body(limit: int | None) -> None:
-    """Refuse a chunked body (no Content-Length) over the limit with 413.
-
-    Werkzeug only truncates such a body at ``MAX_CONTENT_LENGTH``, which would
-    turn an oversized upload into a confusing "invalid JSON" or a cut image.
-    """
-    environ = request.environ
-    if limit is None or request.content_length is not None:
-        return
-    if not environ.get("wsgi.input_terminated"):
-        return  # no length and no terminated stream: Werkzeug reads nothing
-    raw = environ["wsgi.input"]
-    chunks, size = [], 0
-    while size <= limit:
-        chunk = raw.read(min(1 << 16, limit + 1 - size))
-        if not chunk:
-            break
-        chunks.append(chunk)
-        size += len(chunk)
-    if size > limit:
-        raise RequestEntityTooLarge()
-    environ["wsgi.input"] = io.BytesIO(b"".join(chunks))
-    environ["CONTENT_LENGTH"] = str(size)

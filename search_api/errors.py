@@ -10,7 +10,7 @@ import logging
 from http import HTTPStatus
 
 from flask import Flask, Response, jsonify
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +35,16 @@ class ApiError(Exception):
         self.headers = headers or {}
 
 
+class TooLarge(RequestEntityTooLarge):
+    """A 413 that says which limit the request is over (see :mod:`search_api.limits`).
+
+    An HTTPException, so that it can leave Werkzeug's form parser like Werkzeug's own."""
+
+    def __init__(self, detail: str, *, field: str | None = None) -> None:
+        super().__init__(detail)
+        self.field = field
+
+
 def problem(
     status: int, detail: str, *, field: str | None = None, headers: dict[str, str] | None = None
 ) -> Response:
@@ -54,6 +64,10 @@ def register(app: Flask) -> None:
     @app.errorhandler(ApiError)
     def _api_error(error: ApiError) -> Response:
         return problem(error.status, error.detail, field=error.field, headers=error.headers)
+
+    @app.errorhandler(TooLarge)
+    def _too_large(error: TooLarge) -> Response:
+        return problem(413, error.description, field=error.field)
 
     @app.errorhandler(HTTPException)
     def _http_error(error: HTTPException) -> Response:

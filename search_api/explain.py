@@ -14,7 +14,7 @@ import time
 from flask import Blueprint, jsonify
 
 from indexer.explain import DECOMPOSITION, METHODS, NotDecomposable, UnknownResultItem
-from search_api import params
+from search_api import limits, params
 from search_api.auth import read_access
 from search_api.errors import ApiError
 from search_api.search import (
@@ -41,6 +41,7 @@ def read_method(body) -> str:
 
 @bp.post("/explain")
 @read_access
+@limits.images("image", single=True)
 def explain():
     api = state()
     body = request_body()

@@ -19,7 +19,7 @@ from indexer.catalog import Item, ItemStatus
 from indexer.fsutil import atomic_write_bytes
 from indexer.images import content_id
 from indexer.sources.manifest import ManifestError, read_manifest
-from search_api import params
+from search_api import limits, params
 from search_api.auth import read_access, write_access
 from search_api.errors import ApiError, problem
 from search_api.search import item_links, state
@@ -159,6 +159,7 @@ def thumbnail(item_id: str):
 
 @bp.post("/items")
 @write_access
+@limits.images("images", single=False)
 def upload_items():
     files = request.files.getlist("images") + request.files.getlist("image")
     if not files:

@@ -21,7 +21,7 @@ from indexer.index.errors import IndexLoadError
 from indexer.regions import BadBox, Box
 from indexer.search import ItemNotEmbedded, ItemQuery, SearchHit, SearchResult, UnknownItem
 from indexer.sources.fetch import Fetcher, FetchError
-from search_api import params
+from search_api import limits, params
 from search_api.auth import read_access
 from search_api.errors import ApiError
 from search_api.state import ApiState, NotReady
@@ -180,6 +180,7 @@ def run_search(api: ApiState, asked: SearchRequest, box: Box | None = None) -> S
 
 @bp.post("/search")
 @read_access
+@limits.images("image", single=True)
 def search():
     api = state()
     asked = read_request(api.settings)

@@ -115,6 +115,10 @@ def _jsonl_rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
                     row = json.loads(text)
                 except json.JSONDecodeError as exc:
                     raise ManifestError(path, line, f"invalid JSON: {exc.msg}") from None
+                except ValueError as exc:  # e.g. an integer of more than 4300 digits
+                    raise ManifestError(path, line, f"invalid JSON: {exc}") from None
+                except RecursionError:
+                    raise ManifestError(path, line, "invalid JSON: nested too deeply") from None
                 if not isinstance(row, dict):
                     raise ManifestError(
                         path, line, f"expected a JSON object, got {type(row).__name__}"
@@ -133,11 +137,24 @@ def _text(path: Path, line: int, row: Mapping[str, Any], column: str) -> str | N
             path, line, f"column {column!r} must be text, got {type(value).__name__}"
         )
     text = str(value).strip()
+    # Text the catalog can store: PostgreSQL refuses NUL, and no database takes a lone
+    # surrogate (JSON's "\ud800" escape decodes to one).
+    if "\x00" in text:
+        raise ManifestError(path, line, f"column {column!r} contains a NUL character")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ManifestError(
+            path, line, f"column {column!r} is not valid Unicode (a lone surrogate)"
+        ) from None
     return text or None
 
 
 def _check_url(path: Path, line: int, column: str, url: str) -> str:
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # "http://[x": an unclosed IPv6 bracket, a netloc NFKC changes
+        raise ManifestError(path, line, f"{column} is not a valid URL: {url!r}") from None
     if parts.scheme.lower() not in _URL_SCHEMES or not parts.netloc:
         raise ManifestError(path, line, f"{column} must be an http(s) URL, got {url!r}")
     return url
@@ -164,5 +181,13 @@ def _record(
         return SourceRecord(path=None, url=image_url, source_url=image_url, **common)
     if not allow_paths:
         raise ManifestError(manifest, line, "local paths are not allowed in this manifest")
-    file = (manifest.parent / Path(local).expanduser()).resolve()
+    file = _local_file(manifest, line, local)
     return SourceRecord(path=file, url=None, source_url=image_url or file.as_uri(), **common)
+
+
+def _local_file(manifest: Path, line: int, local: str) -> Path:
+    """``local`` as an absolute path, relative to the manifest's folder."""
+    try:
+        return (manifest.parent / Path(local).expanduser()).resolve()
+    except (RuntimeError, OSError) as exc:  # "~nobody/a.jpg" (no such user), a symlink loop
+        raise ManifestError(manifest, line, f"path {local!r} cannot be resolved: {exc}") from None

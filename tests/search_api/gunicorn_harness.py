@@ -12,7 +12,10 @@ import time
 from pathlib import Path
 
 import urllib3
-from worker_harness import WAIT  # on sys.path through conftest.py, with its fixtures
+from worker_harness import WAIT, Setup  # on sys.path through conftest.py, with its fixtures
+
+from indexer.engine import Lookalike
+from indexer.sample import write_sample_catalogue
 
 REPO = Path(__file__).resolve().parents[2]
 GUNICORN = str(Path(sys.executable).with_name("gunicorn"))
@@ -49,3 +52,30 @@ def children(pid: int) -> set[int]:
         if int(fields[1]) == pid and fields[0] != "Z":  # fields: state, ppid, ...
             found.add(int(stat.parent.name))
     return found
+
+
+def indexed_server(folder: Path, model: Path, procs, **overrides) -> tuple[str, object, Setup]:
+    """gunicorn (deploy/gunicorn.conf.py) over a home with a small catalogue indexed by
+    ``model`` (the tiny test model: no pretrained backbone); returns its base URL, its
+    process and the deployment (``Setup``). ``overrides``: more settings (workers, threads,
+    limits)."""
+    home = folder / "home"
+    values = dict(
+        home=str(home), model=str(model), device="cpu", precision="fp32", loader_workers=0,
+        batch_size=32, api_bind=f"127.0.0.1:{free_port()}", api_workers=1, api_threads=2,
+    )  # fmt: skip
+    values.update(overrides)
+    setup = Setup(values, home)
+    images = folder / "catalogue"
+    write_sample_catalogue(images, products=3, shots=2, seed=5)
+    engine = Lookalike.open(setup.settings)
+    try:
+        engine.ingest(images)
+        engine.embed()
+        engine.build_index()
+    finally:
+        engine.close()
+    api = procs.start("gunicorn", [GUNICORN, "-c", DEPLOY_CONFIG], setup.env(), folder)
+    base = f"http://{setup.settings.api_bind}"
+    wait_until_up(urllib3.PoolManager(), base, api)
+    return base, api, setup

@@ -6,6 +6,7 @@ import socket
 from pathlib import Path
 
 import pytest
+from gunicorn.workers.gthread import ThreadWorker
 
 from indexer.cli import main
 from indexer.config import Settings
@@ -28,7 +29,8 @@ def test_options_come_from_settings_and_flags(tmp_path):
                         _env_file=None)  # fmt: skip
     options = gunicorn_options(settings, workers=5, threads=None)
     assert (options["bind"], options["workers"], options["threads"]) == ("0.0.0.0:9000", 5, 6)
-    assert options["worker_class"] == "gthread" and options["preload_app"] is False
+    assert issubclass(options["worker_class"], ThreadWorker) and options["preload_app"] is False
+    assert options["worker_class"].head_timeout == settings.api_head_timeout
 
 
 def test_the_production_config_file(monkeypatch, tmp_path):

@@ -101,6 +101,23 @@ BAD_MANIFESTS = {
     "csv_row_with_too_many_fields": (
         "m.csv", "path,label\na.jpg,x\nb.jpg,y,z\n", "line 3: 3 fields but the header has 2"),
     "empty_csv": ("m.csv", "", "empty manifest"),
+    # Found by fuzzing (tests/fuzz): each escaped as another exception before.
+    "path_with_a_nul_byte": (
+        "m.csv", "path,image_url,label\na.jp\x00g,,x\n", "line 2: column 'path' contains a NUL"),
+    "title_with_a_nul_escape": (
+        "m.jsonl", '{"image_url": "https://a.example/x.jpg", "title": "a\\u0000b"}\n',
+        "line 1: column 'title' contains a NUL"),
+    "lone_surrogate_escape": (
+        "m.jsonl", '{"image_url": "https://a.example/\\ud800.jpg"}\n',
+        "line 1: column 'image_url' is not valid Unicode"),
+    "json_nested_too_deeply": ("m.jsonl", "[" * 100_000 + "\n", "line 1: invalid JSON: nested"),
+    "json_integer_of_5000_digits": (
+        "m.jsonl", '{"path": "a.jpg", "product_id": ' + "7" * 5000 + "}\n",
+        "line 1: invalid JSON: Exceeds the limit"),
+    "unclosed_ipv6_bracket": (
+        "m.csv", "image_url\nhttp://[::1/a.jpg\n", "line 2: image_url is not a valid URL"),
+    "home_of_no_such_user": (
+        "m.csv", "path\n~no-such-user-lookalike/a.jpg\n", "line 2: path .* cannot be resolved"),
 }  # fmt: skip
 
 
