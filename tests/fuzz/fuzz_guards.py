@@ -24,9 +24,15 @@ def allocates(data: bytes) -> str:
 
 
 def grows(data: bytes) -> str:
-    """Memory that grows past the resident limit, 64 MiB at a time (4 GiB in all)."""
-    hoard = [bytearray(64 * 1024 * 1024) for _ in range(64)]
-    return str(len(hoard))
+    """Resident memory that grows past the resident limit, 64 MiB at a time, to 1 GiB,
+    and stays there. Slowly: libFuzzer samples the resident size once a second, and a
+    burst would reach the address-space limit (a MemoryError) before it looks."""
+    hoard = []
+    for _ in range(16):
+        hoard.append(b"\x01" * (64 * 1024 * 1024))  # written: every page is resident
+        time.sleep(0.25)
+    while True:
+        time.sleep(0.05)
 
 
 TARGETS = {

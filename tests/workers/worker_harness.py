@@ -106,7 +106,7 @@ class Setup:
         monkeypatch.chdir(self.home.parent)  # no stray .env file
 
 
-def deployment_setup(home: Path, model: Path, **overrides) -> Setup:
+def deployment_setup(home: Path, model: Path, /, **overrides) -> Setup:
     """A deployment in ``home`` on ``model`` (CPU, fp32), fetching from 127.0.0.0/8 at once,
     with short time limits and nothing scheduled unless ``overrides`` say so."""
     values = dict(
