@@ -260,7 +260,9 @@ class Settings(BaseSettings):
         100, ge=1, le=MAX_K, description="largest k a search may ask (API, CLI and Python)"
     )
     api_ready_retry_after: int = Field(
-        10, ge=1, description="seconds a 503 from /readyz or a search asks clients to wait"
+        10, ge=1,
+        description="seconds a 503 asks clients to wait (/readyz, a search before the index "
+        "loads, an upload or source while the broker is down)",
     )
     api_preload: bool = Field(True, description="load the model and index when the app starts")
     api_bind: str = Field("127.0.0.1:8000", description="gunicorn's address (host:port)")

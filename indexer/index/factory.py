@@ -3,20 +3,23 @@
 ``'auto'`` follows the faiss wiki page "Guidelines to choose an index", by the
 number of vectors ``n`` in a shard:
 
-* ``n < flat_threshold``: exact search, ``IDMap2,Flat``. Brute force is fast enough
-  for small shards and needs no training; ``IDMap2`` gives it our int64 ids and
-  ``remove_ids``. Vectors keep the model's dimension and scores are its cosines.
-* ``n < pq_threshold``: ``PCA{index_dim},L2norm,IVF{nlist},SQfp16``. The vectors go
-  into the index compact: projected onto their ``index_dim`` (256) principal
-  components, fitted on the shard's own vectors when the index is trained (like the
-  IVF centroids; the vector store keeps the full vectors, so every re-index fits
-  again), renormalised, so scores are cosines in that space. Fitted on the photos a
-  shop searches, the projection finds products as well as the full features or
-  better (README: Grocery test classes MAP@R 38.7 against 37.4 at 1,280-d; produce →
-  packages 24.5 against 22.1); whitening fitted on other photos is not used: it helped
-  one split and hurt the other. Codes are half floats: 520 bytes per vector at 256-d,
-  recall limited only by ``nprobe``. No projection when the vectors are already at
-  most ``index_dim`` wide (``index_dim`` 0: never).
+* ``n < flat_threshold``: exact search, ``IDMap2,PCA{index_dim},L2norm,Flat``. Brute
+  force is fast enough for small shards; ``IDMap2`` gives it our int64 ids and
+  ``remove_ids``.
+* ``n < pq_threshold``: ``PCA{index_dim},L2norm,IVF{nlist},SQfp16``, half-float codes:
+  520 bytes per vector at 256-d, recall limited only by ``nprobe``.
+
+The vectors go into every index compact: projected onto their ``index_dim`` (256)
+principal components, fitted on the shard's own vectors when the index is trained (like
+the IVF centroids; the vector store keeps the full vectors, so every re-index fits
+again), and renormalised, so scores are cosines in that space. Fitted on the photos a
+shop searches, the projection finds products as well as the full features or better
+(README: Grocery test classes MAP@R 38.7 against 37.4 at 1,280-d; produce → packages
+24.5 against 22.1, both fitted on the 1,745–2,442 photos searched); whitening fitted on
+other photos is not used: it helped one split and hurt the other. No projection when
+the vectors are already at most ``index_dim`` wide, ``index_dim`` is 0, or the shard
+has too few vectors to fit it (:data:`PCA_POINTS_PER_DIM`): then scores are the model's
+own cosines.
 * beyond: ``PCA…,L2norm,IVF{nlist},PQ{m}`` (``m`` sub-quantizers of 8 bits each,
   ``dim % m == 0``, ~64 bytes per vector), so a hundred million vectors fit one host.
 
@@ -152,15 +155,19 @@ def auto_spec(
 ) -> IndexSpec:
     """The ``'auto'`` choice for a shard of ``n`` vectors (see the module docstring)."""
     if n < flat_threshold:
-        return flat_spec()
+        return flat_spec(n, dim, index_dim=index_dim)
     nlist = nlist_for(n)
     if n < pq_threshold:
         return ivf_sq_spec(n, dim, nlist=nlist, index_dim=index_dim)
     return ivf_pq_spec(n, dim, nlist=nlist, index_dim=index_dim)
 
 
-def flat_spec() -> IndexSpec:
-    return IndexSpec("IDMap2,Flat", "flat", nlist=0, default_nprobe=0, train_size=0)
+def flat_spec(n: int = 0, dim: int = 0, *, index_dim: int = INDEX_DIM) -> IndexSpec:
+    """Exact search; projected to ``index_dim`` when ``n`` vectors can fit it."""
+    train = min(n, PQ_TRAIN_POINTS)
+    projection = projection_for(dim, train, index_dim)
+    return IndexSpec(f"IDMap2,{projection}Flat", "flat", nlist=0, default_nprobe=0,
+                     train_size=train if projection else 0)  # fmt: skip
 
 
 def ivf_flat_spec(n: int, dim: int, *, nlist: int | None = None) -> IndexSpec:

@@ -20,7 +20,11 @@ THRESHOLDS = {"flat_threshold": 50_000, "pq_threshold": 2_000_000}
 
 def test_auto_picks_flat_then_ivf_half_floats_then_ivf_pq_by_shard_size():
     small = resolve_spec("auto", 49_999, 1280, **THRESHOLDS)
-    assert (small.factory, small.index_type, small.nlist) == ("IDMap2,Flat", "flat", 0)
+    assert (small.factory, small.index_type, small.nlist) == (
+        "IDMap2,PCA256,L2norm,Flat", "flat", 0)  # fmt: skip
+    assert small.train_size == 49_999  # the projection is fitted on every vector
+    tiny = resolve_spec("auto", 2_000, 1280, **THRESHOLDS)  # too few to fit 256 components
+    assert (tiny.factory, tiny.train_size) == ("IDMap2,Flat", 0)
 
     medium = resolve_spec("auto", 50_000, 1280, **THRESHOLDS)
     assert medium.index_type == "ivf_sq"
