@@ -11,7 +11,11 @@ as full vectors (the baseline, same run) and after each projection:
 * PCA fitted on the photos searched (what an index does with its catalogue), 512/256-d;
 * PCA whitened (eigen power -0.5), fitted on the training classes' photos or on the
   photos searched;
-* the ImageNet classifier's top singular directions (no data at all).
+* the ImageNet classifier's top singular directions (no data at all; pretrained
+  features only).
+
+A trained model's embeddings work the same way (``lookalike evaluate … --model RUN
+--all-classes --save-embeddings``).
 
     .venv/bin/python tests/bench/bench_projection.py --embeddings grocery.npz \\
         --split $D/class_split.csv --split splits/grocery-produce-vs-packages.csv
@@ -78,7 +82,9 @@ def main(argv: list[str] | None = None) -> int:
                 pca(vectors[train], dim, -0.5).apply(searched), dim * 2)
             rows[f"PCA {dim} whitened, fitted on the photos searched"] = (
                 pca(searched, dim, -0.5).apply(searched), dim * 2)
-            rows[f"classifier's top {dim} directions"] = (searched @ directions[:dim].T, dim * 2)
+            if directions.shape[1] == vectors.shape[1]:  # the pretrained pooled features
+                rows[f"classifier's top {dim} directions"] = (
+                    searched @ directions[:dim].T, dim * 2)
         print(f"\n{split_file.name}: {test.sum()} test photos of {len(split.test)} classes "
               f"(training classes: {train.sum()} photos)")  # fmt: skip
         print(f"{'vectors':54} {'bytes':>6} {'R@1':>6} {'MAP@R':>6} {'vs full':>8}")
