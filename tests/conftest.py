@@ -25,6 +25,7 @@ if _TESTS_DIR not in sys.path:
     sys.path.append(_TESTS_DIR)
 
 from postgres_support import fresh_schema  # noqa: E402 (beside this file)
+from redis_support import PrivateRedis  # noqa: E402
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -77,3 +78,14 @@ def catalog_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'catalog' / 'catalog.sqlite3'}"
     return request.getfixturevalue("postgres_schema_url")
+
+
+@pytest.fixture
+def private_redis(tmp_path) -> Iterator[PrivateRedis]:
+    """A redis-server of the test's own on a free port, for tests that stop or kill it."""
+    server = PrivateRedis(tmp_path)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.kill()

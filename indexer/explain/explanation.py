@@ -48,7 +48,8 @@ class Explanation:
     another 9). ``search_score`` is the search's own: the query's vector from the
     engine's runtime times the result's stored vector (None while the result has no
     vector); an index that holds projected vectors (``LOOKALIKE_INDEX_DIM``) ranks by
-    their cosine instead, which the search's results report. For ``occlusion`` a cell is the drop in the score with that patch hidden.
+    their cosine instead, which the search's results report. For ``occlusion`` a cell
+    is the drop in the score with that patch hidden.
     Sizes are ``(width, height)`` of the upright photos.
     """
 

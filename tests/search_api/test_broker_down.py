@@ -22,23 +22,12 @@ import time
 
 import images_factory
 import pytest
-from redis_support import PrivateRedis
 from worker_harness import WAIT
 
 from search_api import create_app
 
 KEY = "broker-key-0123456789abcdef"
 AUTH = {"Authorization": f"Bearer {KEY}"}
-
-
-@pytest.fixture
-def private_redis(tmp_path):
-    server = PrivateRedis(tmp_path)
-    server.start()
-    try:
-        yield server
-    finally:
-        server.kill()
 
 
 @pytest.fixture

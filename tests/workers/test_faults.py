@@ -19,7 +19,6 @@ import textwrap
 import time
 
 import pytest
-from redis_support import PrivateRedis
 from worker_harness import WAIT, vector_state, wait_for_job
 
 from indexer import jobs
@@ -103,16 +102,6 @@ def test_a_worker_killed_in_the_middle_of_an_embed_batch_has_the_batch_redone(
         assert "queuing again" not in recovery  # the broker gave the task back by itself
     if broker == "embedded-child-only":
         assert "WorkerLostError" in recovery
-
-
-@pytest.fixture
-def private_redis(tmp_path):
-    server = PrivateRedis(tmp_path)
-    server.start()
-    try:
-        yield server
-    finally:
-        server.kill()
 
 
 def test_redis_restarted_during_a_job_loses_nothing(make_setup, shop, procs, private_redis,
