@@ -35,6 +35,7 @@ import json
 import logging
 import os
 import re
+import threading
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -45,6 +46,12 @@ import numpy as np
 from indexer.fsutil import atomic_write_text, atomic_writer
 
 log = logging.getLogger(__name__)
+
+# numpy parses every .npy header with ast.literal_eval, and CPython 3.11 builds ASTs
+# with one recursion counter per interpreter: two threads parsing at once (the API's
+# gthread workers reading vector parts) can fail with a spurious "SystemError: AST
+# constructor recursion depth mismatch" (python/cpython#106905). One parse at a time.
+NPY_HEADERS = threading.Lock()
 
 FORMAT_VERSION = 1
 META_NAME = "meta.json"
@@ -215,7 +222,7 @@ class VectorStore:
 
     def _read_part(self, seq: int, path: Path, *, with_vectors: bool) -> Part:
         try:
-            with np.load(path, allow_pickle=False) as npz:
+            with NPY_HEADERS, np.load(path, allow_pickle=False) as npz:
                 kind = str(npz["kind"])
                 ids = npz["ids"]
                 vectors = npz["vectors"] if with_vectors and kind == APPEND else None
@@ -320,7 +327,8 @@ def map_npz_array(path: Path, name: str, shape: tuple[int, ...]) -> np.memmap:
             version = np.lib.format.read_magic(handle)
             header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
                       else np.lib.format.read_array_header_2_0)
-            found_shape, fortran, dtype = header(handle)
+            with NPY_HEADERS:
+                found_shape, fortran, dtype = header(handle)
             offset = handle.tell()
     except (OSError, KeyError, ValueError, zipfile.BadZipFile) as exc:
         raise VectorStoreError(f"cannot map {member} of vector store part {path}: {exc!r}"
