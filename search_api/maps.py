@@ -17,13 +17,13 @@ from __future__ import annotations
 import logging
 import threading
 
-from flask import Blueprint, current_app, jsonify, url_for
+from flask import Blueprint, current_app, jsonify
 
 from indexer import maps
 from indexer.config import Settings
 from indexer.engine import NoIndexError
 from search_api.auth import read_access
-from search_api.search import not_ready, state
+from search_api.search import item_link_template, not_ready, state
 from workers import client
 
 log = logging.getLogger(__name__)
@@ -77,9 +77,7 @@ def queue_map(settings: Settings, version: str) -> bool:
 
 
 def _body(data: dict, current: str) -> dict:
-    # url_for once, not 50,000 times: item ids are 64 hex digits, the route is fixed
-    placeholder = "0" * 64
-    thumbnail = url_for("items.thumbnail", item_id=placeholder).replace(placeholder, "{}")
+    thumbnail = item_link_template("items.thumbnail")  # url_for once, not 50,000 times
     points = [
         {
             "item_id": p["item_id"],

@@ -40,6 +40,13 @@ from indexer.catalog.records import (
 )
 from indexer.catalog.schema import items_table
 
+# The search results' join, built once: a new IN clause per search cost more than the
+# query itself; an expanding parameter is compiled once and cached.
+_LIVE_BY_VECTOR_IDS = items_table.select().where(
+    items_table.c.vector_id.in_(sa.bindparam("vector_ids", expanding=True)),
+    items_table.c.status != ItemStatus.DELETED.value,
+)
+
 
 def _new_row(item_id: str, status: ItemStatus, error: str | None, **fields: Any) -> dict:
     """A whole items row, as first written: columns not given are empty."""
@@ -237,11 +244,7 @@ class ItemsMixin(CatalogBase):
         found: dict[int, Item] = {}
         with self.engine.connect() as conn:
             for chunk in chunked(ids):
-                stmt = items_table.select().where(
-                    items_table.c.vector_id.in_(chunk),
-                    items_table.c.status != ItemStatus.DELETED.value,
-                )
-                for row in conn.execute(stmt):
+                for row in conn.execute(_LIVE_BY_VECTOR_IDS, {"vector_ids": chunk}):
                     found[row.vector_id] = item_from_row(row)
         return found
 

@@ -165,7 +165,8 @@ _SOURCE_FIELDS = tuple(f.name for f in dataclasses.fields(Source))
 
 
 def item_from_row(row: sa.Row) -> Item:
-    return Item(**{name: row._mapping[name] for name in _ITEM_FIELDS})
+    mapping = row._mapping  # a new view per access: one per row, not per field
+    return Item(**{name: mapping[name] for name in _ITEM_FIELDS})
 
 
 def job_from_row(row: sa.Row) -> Job:

@@ -22,6 +22,7 @@ import hashlib
 import http.client
 import json
 import os
+import resource
 import secrets
 import shutil
 import socket
@@ -129,9 +130,21 @@ end
 """
 
 
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU time the processes have used, from /proc/PID/stat."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for pid in pids:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+        total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / ticks
+
+
 def wrk(port: int, bodies: list[bytes], content_type: str, connections: int,
-        duration: float, workdir: Path) -> dict:
-    """One wrk run (after a 2-second warm-up run): requests/s, p50/p99 ms, errors."""
+        duration: float, workdir: Path, server: list[int]) -> dict:
+    """One wrk run (after a 2-second warm-up run): requests/s, p50/p99 ms, errors, and
+    the CPU milliseconds per request of the ``server`` processes and of wrk itself (what
+    the cores can serve whatever else runs: cores / (server + wrk) per request)."""
     folder = workdir / f"bodies-{uuid.uuid4().hex[:8]}"
     folder.mkdir()
     for i, body in enumerate(bodies, 1):
@@ -143,14 +156,23 @@ def wrk(port: int, bodies: list[bytes], content_type: str, connections: int,
     threads = min(connections, 2)
 
     def run(seconds: float) -> dict:
+        server_before = cpu_seconds(server)
+        wrk_before = resource.getrusage(resource.RUSAGE_CHILDREN)
         done = subprocess.run(
             ["wrk", f"-t{threads}", f"-c{connections}", f"-d{max(1, round(seconds))}s",
              "--timeout", "10s", "-s", str(script), f"http://127.0.0.1:{port}"],
             env=env, capture_output=True, text=True, check=True)
+        wrk_after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        server_cpu = cpu_seconds(server) - server_before
+        wrk_cpu = (wrk_after.ru_utime + wrk_after.ru_stime
+                   - wrk_before.ru_utime - wrk_before.ru_stime)
         summary = json.loads(done.stdout.strip().splitlines()[-1])
+        requests = max(1, summary["requests"])
         return {"rps": summary["requests"] / (summary["duration_us"] / 1e6),
                 "p50": summary["p50_us"] / 1000, "p99": summary["p99_us"] / 1000,
-                "errors": summary["non2xx"] + summary["socket_errors"]}
+                "errors": summary["non2xx"] + summary["socket_errors"],
+                "server_cpu_ms": server_cpu * 1000 / requests,
+                "wrk_cpu_ms": wrk_cpu * 1000 / requests}
 
     run(2)  # warm-up: connections, first-call allocations in the workers
     result = run(duration)
@@ -181,7 +203,8 @@ def main() -> None:
                         help="concurrent connections of the 2nd run (default 8)")
     parser.add_argument("--workers", type=int, default=2, help="gunicorn worker processes")
     parser.add_argument("--threads", type=int, default=4, help="gunicorn threads per worker")
-    parser.add_argument("--home", type=Path, help="default: a temporary directory")
+    parser.add_argument("--home", type=Path,
+                        help="default: a temporary directory; one an earlier run built is reused")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is not installed: apt-get install wrk")
@@ -189,7 +212,10 @@ def main() -> None:
     root = args.home or Path(tempfile.mkdtemp(prefix="bench-api-"))
     home = root / "home"
     started = time.perf_counter()
-    engine = build_home(home, args.n)
+    if args.home and (home / "index").is_dir():  # built by an earlier run: reuse it
+        engine = Lookalike.open(Settings(home=home, database_url=None, _env_file=None))
+    else:
+        engine = build_home(home, args.n)
     print(f"home with {engine.indexes.manifest(engine.indexes.current_version()).total} "
           f"vectors built in {time.perf_counter() - started:.0f} s ({engine.model.version})")
     real = engine.catalog.items_with_status("indexed")
@@ -232,8 +258,9 @@ def main() -> None:
                 ("item id", by_item, "application/json", 0),
                 ("image", by_image, image_type, 1)):
             inproc = in_process(engine, item_ids, images, rounds=1000)[inproc_index]
-            single = wrk(port, bodies, content_type, 1, args.duration, root)
-            many = wrk(port, bodies, content_type, args.clients, args.duration, root)
+            workers = worker_pids(server.pid)
+            single = wrk(port, bodies, content_type, 1, args.duration, root, workers)
+            many = wrk(port, bodies, content_type, args.clients, args.duration, root, workers)
             rows.append((name, percentiles(inproc), single, many))
         memory = {pid: rss_mb(pid) for pid in worker_pids(server.pid)}
     finally:
@@ -252,6 +279,13 @@ def main() -> None:
               f"{single['p99']:.2f} ms, {single['rps']:.0f} | {many['p50']:.2f} / "
               f"{many['p99']:.2f} ms, {many['rps']:.0f} | {single['p50'] - ip50:+.2f} ms | "
               f"{single['errors'] + many['errors']} |")
+    print(f"\nCPU per request with {args.clients} connections (server: the {args.workers} "
+          "workers; wrk: the load generator, on the same cores):")
+    for name, _inproc, _single, many in rows:
+        per_request = many["server_cpu_ms"] + many["wrk_cpu_ms"]
+        print(f"  {name}: server {many['server_cpu_ms']:.2f} ms + wrk {many['wrk_cpu_ms']:.2f} "
+              f"ms: {os.cpu_count()} cores serve at most {os.cpu_count() * 1000 / per_request:.0f}"
+              " req/s")
     print(f"\nmemory per API process after the runs (a full copy of the vectors would be "
           f"{copy_mb:.0f} MB each):")
     for pid, (anon, file_backed) in sorted(memory.items()):
