@@ -36,6 +36,7 @@ class EvaluationResult:
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
     vectors: np.ndarray | None = None
     labels: np.ndarray | None = None
+    paths: list[Path] = field(default_factory=list)  # the photo of each vector, row by row
 
     @property
     def slug(self) -> str:
@@ -107,4 +108,5 @@ def evaluate_folders(
         skipped=scored.skipped,
         vectors=scored.vectors,
         labels=scored.labels,
+        paths=scored.paths,
     )

@@ -26,6 +26,7 @@ def _add_evaluate(subparsers) -> None:
         cmd_evaluate,
         "lookalike evaluate data/train data/val data/test --split class_split.csv --pretrained",
         "lookalike evaluate new-products/ --all-classes",
+        "lookalike evaluate photos/ --pretrained --report quality/   # open quality/index.html",
     )
     evaluate.add_argument("data", type=Path, nargs="+", help="folders, one sub-folder per class")
     evaluate.add_argument("--split", type=Path, help="class split CSV (class_name, half)")
@@ -41,6 +42,11 @@ def _add_evaluate(subparsers) -> None:
     evaluate.add_argument(
         "--save-embeddings", type=Path, metavar="NPZ",
         help="also save the test embeddings and labels (e.g. for tests/bench/bench_index.py)",
+    )
+    evaluate.add_argument(
+        "--report", type=Path, metavar="DIR",
+        help="also write a quality report there (created if missing): index.html with "
+        "per-class scores, the most confused classes with example photos, and a t-SNE map",
     )
 
 
@@ -127,6 +133,13 @@ def cmd_evaluate(args) -> None:
 
     settings = settings_from(args)
     model = "pretrained" if args.pretrained else (args.model or current_model_spec(settings))
+    if args.report is not None:
+        from indexer.report import ReportError, prepare_directory
+
+        try:  # before minutes of embedding, not after
+            prepare_directory(args.report)
+        except ReportError as error:
+            raise CommandError(str(error)) from None
     result = evaluate_folders(
         args.data, settings, model=model, split_file=args.split,
         all_classes=args.all_classes, progress=True,
@@ -139,6 +152,10 @@ def cmd_evaluate(args) -> None:
     if args.save_embeddings:
         result.save_embeddings(args.save_embeddings)
         print(f"saved {args.save_embeddings}")
+    if args.report is not None:
+        from indexer.report import write_report
+
+        print(f"report {write_report(result, args.report, settings)}")
 
 
 def _loss_params(pairs: list[str]) -> dict:

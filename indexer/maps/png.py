@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import colorsys
 import math
+from dataclasses import dataclass
 from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFont
@@ -59,6 +60,52 @@ def dot_radius(n: int, size: int) -> float:
     return max(1.5, min(size / 120, size * 0.2 / math.sqrt(max(n, 1))))
 
 
+@dataclass(frozen=True)
+class PlotArea:
+    """Where the unit square of a map lies on a ``size`` px image (output pixels)."""
+
+    left: float
+    top: float
+    side: float
+
+    def pixel(self, x: float, y: float) -> tuple[float, float]:
+        """The pixel of map point (x, y); y grows upwards, as in the map's data."""
+        return self.left + float(x) * self.side, self.top + (1.0 - float(y)) * self.side
+
+
+def plot_area(size: int) -> PlotArea:
+    """A title band on top, margins around, the square plot centred below the title."""
+    title_height = round(size * 0.045)
+    margin = round(size * 0.03)
+    side = size - 2 * margin - title_height
+    return PlotArea(left=(size - side) / 2, top=margin + title_height, side=side)
+
+
+def draw_scatter(
+    points: list[dict], colours: list[tuple[int, int, int]], size: int
+) -> tuple[Image.Image, PlotArea]:
+    """The dots of ``points`` (``x``, ``y`` in [0, 1]) on a white ``size`` px square."""
+    if not 64 <= size <= 8000:
+        raise ValueError(f"size must be 64 to 8000 pixels, got {size}")
+    area = plot_area(size)
+    big = size * SUPERSAMPLE
+    canvas = Image.new("RGB", (big, big), "white")
+    draw = ImageDraw.Draw(canvas)
+    radius = dot_radius(len(points), size) * SUPERSAMPLE
+    for point, colour in zip(points, colours, strict=True):
+        x, y = area.pixel(point["x"], point["y"])
+        cx, cy = x * SUPERSAMPLE, y * SUPERSAMPLE
+        draw.ellipse((cx - radius, cy - radius, cx + radius, cy + radius), fill=colour)
+    return canvas.resize((size, size), Image.Resampling.LANCZOS), area
+
+
+def draw_title(image: Image.Image, title: str) -> None:
+    size = image.width
+    font = ImageFont.load_default(size=max(10, round(size * 0.018)))
+    ImageDraw.Draw(image).text((round(size * 0.03), round(size * 0.015)), title,
+                               fill=(60, 60, 60), font=font)  # fmt: skip
+
+
 def render_png(data: dict, path: Path, *, size: int = 1000, color_by: str | None = None) -> Path:
     """Draw ``data`` (a map from :func:`indexer.maps.build_map`) as a ``size`` px PNG."""
     if not 64 <= size <= 8000:
@@ -66,25 +113,9 @@ def render_png(data: dict, path: Path, *, size: int = 1000, color_by: str | None
     color_by = color_by or default_color_by(data)
     colours = point_colours(data, color_by)
     points = data["points"]
-    big = size * SUPERSAMPLE
-    canvas = Image.new("RGB", (big, big), "white")
-    draw = ImageDraw.Draw(canvas)
-    title_height = round(size * 0.045) * SUPERSAMPLE
-    margin = round(size * 0.03) * SUPERSAMPLE
-    area = big - 2 * margin - title_height
-    left = (big - area) / 2
-    top = margin + title_height
-    radius = dot_radius(len(points), size) * SUPERSAMPLE
-    for point, colour in zip(points, colours, strict=True):
-        cx = left + float(point["x"]) * area
-        cy = top + (1.0 - float(point["y"])) * area
-        draw.ellipse((cx - radius, cy - radius, cx + radius, cy + radius), fill=colour)
-    image = canvas.resize((size, size), Image.Resampling.LANCZOS)
-    title = (f"index {data['index_version']}  ·  {len(points)} of {data['total']} vectors  ·  "
-             f"coloured by {color_by}")  # fmt: skip
-    font = ImageFont.load_default(size=max(10, round(size * 0.018)))
-    ImageDraw.Draw(image).text((round(size * 0.03), round(size * 0.015)), title,
-                               fill=(60, 60, 60), font=font)  # fmt: skip
+    image, _ = draw_scatter(points, colours, size)
+    draw_title(image, f"index {data['index_version']}  ·  {len(points)} of {data['total']} "
+                      f"vectors  ·  coloured by {color_by}")  # fmt: skip
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     image.save(path, format="PNG", optimize=True)

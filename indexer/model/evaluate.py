@@ -76,7 +76,12 @@ def neighbours_excluding_self(vectors: np.ndarray, k: int) -> np.ndarray:
     return found[~own].reshape(len(vectors), k)
 
 
-def _ranked(vectors: np.ndarray, labels: np.ndarray, min_depth: int) -> _Ranking:
+def rank(vectors: np.ndarray, labels: np.ndarray, min_depth: int = 1) -> Ranking:
+    """Every row's nearest other rows and how each query scores on them.
+
+    The one ranking behind every metric here; the quality report
+    (:mod:`indexer.report`) reads its per-query scores and neighbour lists.
+    """
     labels = np.asarray(labels)
     if len(vectors) != len(labels):
         raise ValueError(f"{len(vectors)} vectors but {len(labels)} labels")
@@ -96,22 +101,44 @@ def _ranked(vectors: np.ndarray, labels: np.ndarray, min_depth: int) -> _Ranking
     positions = np.arange(1, depth + 1)
     hits_r = hits & (positions[None, :] <= relevant_counts[:, None])
     precision_at_i = np.cumsum(hits_r, axis=1) / positions[None, :]
-    return _Ranking(
-        classes=len(classes),
+    return Ranking(
+        class_names=classes,
         label_ids=label_ids,
+        relevant_counts=relevant_counts,
+        neighbours=found,
         hits=hits,
-        map_at_r=100.0 * float(((precision_at_i * hits_r).sum(axis=1) / relevant_counts).mean()),
-        r_precision=100.0 * float((hits_r.sum(axis=1) / relevant_counts).mean()),
+        average_precision_at_r=(precision_at_i * hits_r).sum(axis=1) / relevant_counts,
+        precision_at_r=hits_r.sum(axis=1) / relevant_counts,
     )
 
 
 @dataclass(frozen=True)
-class _Ranking:
-    classes: int
-    label_ids: np.ndarray
+class Ranking:
+    """Per query (row): its class, its ``R``, its ranked neighbours and its scores in [0, 1].
+
+    ``neighbours`` holds at least ``R`` entries for every query (fewer only when the
+    set has no more rows); the metrics are the means of the per-query scores.
+    """
+
+    class_names: np.ndarray  # the sorted distinct labels; label_ids index into it
+    label_ids: np.ndarray  # [n]
+    relevant_counts: np.ndarray  # [n] R: the other images of the query's class
+    neighbours: np.ndarray  # [n, depth] row numbers, nearest first, the query left out
     hits: np.ndarray  # [n, depth] bool: is the i-th neighbour of the query's class
-    map_at_r: float
-    r_precision: float
+    average_precision_at_r: np.ndarray  # [n] each query's AP@R; MAP@R is their mean
+    precision_at_r: np.ndarray  # [n] each query's R-precision
+
+    @property
+    def classes(self) -> int:
+        return len(self.class_names)
+
+    @property
+    def map_at_r(self) -> float:
+        return 100.0 * float(self.average_precision_at_r.mean())
+
+    @property
+    def r_precision(self) -> float:
+        return 100.0 * float(self.precision_at_r.mean())
 
     def recall_at(self, k: int) -> float:
         return 100.0 * float(self.hits[:, :k].any(axis=1).mean())
@@ -121,7 +148,7 @@ def retrieval_metrics(
     vectors: np.ndarray, labels: np.ndarray, *, nmi_seed: int = 0
 ) -> RetrievalMetrics:
     """Metrics for every row querying all other rows; ``labels`` are ints or strings."""
-    ranking = _ranked(vectors, labels, max(RECALL_KS))
+    ranking = rank(vectors, labels, max(RECALL_KS))
     return RetrievalMetrics(
         recall_at_1=ranking.recall_at(1),
         recall_at_2=ranking.recall_at(2),
@@ -140,7 +167,7 @@ def recall_and_map_at_r(vectors: np.ndarray, labels: np.ndarray) -> dict[str, fl
 
     The same ranking as :func:`retrieval_metrics`, without the clustering for NMI.
     """
-    ranking = _ranked(vectors, labels, 1)
+    ranking = rank(vectors, labels, 1)
     return {"recall_at_1": ranking.recall_at(1), "map_at_r": ranking.map_at_r}
 
 
@@ -160,7 +187,9 @@ def evaluate_embedder(embedder: Embedder, paths: Sequence[Path], labels: Sequenc
             skipped.append((str(paths[position]), reason))
             log.warning("skipped %s: %s", paths[position], reason)
     kept = np.asarray(labels)[ok]
-    return LabelledVectors(retrieval_metrics(vectors[ok], kept), vectors[ok], kept, skipped)
+    kept_paths = [Path(path) for path, decoded in zip(paths, ok, strict=True) if decoded]
+    return LabelledVectors(retrieval_metrics(vectors[ok], kept), vectors[ok], kept, skipped,
+                           kept_paths)
 
 
 @dataclass
@@ -171,6 +200,7 @@ class LabelledVectors:
     vectors: np.ndarray  # float32 (n, dim): the images that decoded
     labels: np.ndarray  # their labels
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
+    paths: list[Path] = field(default_factory=list)  # the file of each vector, row by row
 
 
 def clustering_nmi(vectors: np.ndarray, label_ids: np.ndarray, n_clusters: int, seed: int) -> float:
