@@ -327,6 +327,11 @@ class Settings(BaseSettings):
         return self.home / "models"
 
     @property
+    def evaluations_dir(self) -> Path:
+        """Where `lookalike evaluate` saves its metrics (`models list` shows them)."""
+        return self.home / "evaluations"
+
+    @property
     def vectors_dir(self) -> Path:
         return self.home / "vectors"
 

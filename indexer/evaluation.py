@@ -23,6 +23,7 @@ from indexer.fsutil import atomic_write_text
 from indexer.model.embed import Embedder
 from indexer.model.evaluate import RetrievalMetrics, evaluate_embedder
 from indexer.model.modeldir import load_model
+from indexer.model.quality import SplitRecord
 from indexer.splits import ClassSplit
 from indexer.training.data import read_labelled
 
@@ -34,6 +35,7 @@ class EvaluationResult:
     test_classes: list[str]
     data: list[str]
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
+    split: SplitRecord | None = None  # what the metrics were measured on
     vectors: np.ndarray | None = None
     labels: np.ndarray | None = None
     paths: list[Path] = field(default_factory=list)  # the photo of each vector, row by row
@@ -48,6 +50,7 @@ class EvaluationResult:
             "model_version": self.model_version,
             "metrics": self.metrics.as_dict(),
             "test_classes": self.test_classes,
+            "split": self.split.as_dict() if self.split is not None else None,
             "data": self.data,
             "skipped": [{"path": p, "reason": r} for p, r in self.skipped],
             "created": datetime.now(UTC).isoformat(),
@@ -106,6 +109,10 @@ def evaluate_folders(
         test_classes=classes,
         data=[str(folder) for folder in folders],
         skipped=scored.skipped,
+        split=SplitRecord.measured(
+            None if all_classes else split_file, all_classes=all_classes,
+            classes=scored.metrics.classes, images=scored.metrics.queries,
+        ),
         vectors=scored.vectors,
         labels=scored.labels,
         paths=scored.paths,

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
-from indexer.cli.common import CommandError, add_command, settings_from
+from indexer.cli.common import CommandError, add_command, global_overrides, settings_from
+from indexer.config import load_settings
 from indexer.training.config import TrainConfig
 from indexer.training.losses import LOSSES
 
@@ -27,6 +29,7 @@ def _add_evaluate(subparsers) -> None:
         "lookalike evaluate data/train data/val data/test --split class_split.csv --pretrained",
         "lookalike evaluate new-products/ --all-classes",
         "lookalike evaluate photos/ --pretrained --report quality/   # open quality/index.html",
+        "lookalike evaluate data/test --all-classes --pretrained --backbone tf_efficientnet_lite2",
     )
     evaluate.add_argument("data", type=Path, nargs="+", help="folders, one sub-folder per class")
     evaluate.add_argument("--split", type=Path, help="class split CSV (class_name, half)")
@@ -37,6 +40,10 @@ def _add_evaluate(subparsers) -> None:
     which.add_argument("--model", help="model name or directory (default: the current model)")
     which.add_argument(
         "--pretrained", action="store_true", help="the pretrained backbone's pooled features"
+    )
+    evaluate.add_argument(
+        "--backbone", help="the backbone whose pretrained features are evaluated (default: "
+        "$LOOKALIKE_BACKBONE or tf_efficientnet_lite0); a trained model has its own",
     )
     evaluate.add_argument("--output", type=Path, help="where to save the metrics as JSON")
     evaluate.add_argument(
@@ -119,7 +126,10 @@ def _add_models(subparsers) -> None:
                          cmd_models_list,
                          "lookalike models list", "lookalike models use NAME")
     model_commands = models.add_subparsers(dest="models_command", metavar="ACTION")
-    model_commands.add_parser("list", help="models with their test metrics; * marks the current")
+    model_commands.add_parser(
+        "list", help="models with their test metrics and the split each was measured on; "
+        "* marks the current"
+    )
     use = model_commands.add_parser(
         "use", help="make NAME the model the embedder loads (re-embed and rebuild the index)"
     )
@@ -131,8 +141,12 @@ def cmd_evaluate(args) -> None:
     from indexer.evaluation import evaluate_folders
     from indexer.model.modeldir import current_model_spec
 
-    settings = settings_from(args)
+    overrides = {"backbone": args.backbone} if args.backbone else {}
+    settings = load_settings(**global_overrides(args), **overrides)
     model = "pretrained" if args.pretrained else (args.model or current_model_spec(settings))
+    if args.backbone and model != "pretrained":
+        raise CommandError(f"--backbone chooses the pretrained features; the model {model!r} "
+                           "has its own backbone (add --pretrained)")
     if args.report is not None:
         from indexer.report import ReportError, prepare_directory
 
@@ -146,7 +160,8 @@ def cmd_evaluate(args) -> None:
     )
     for name, value in result.metrics.table_rows():
         print(f"{name:<12} {value}")
-    output = args.output or settings.home / "evaluations" / f"{result.slug}.json"
+    print(f"{'split':<12} {result.split.describe()}")
+    output = args.output or settings.evaluations_dir / f"{result.slug}.json"
     result.save(output)
     print(f"saved {output}")
     if args.save_embeddings:
@@ -197,6 +212,7 @@ def cmd_train(args) -> None:
              f"MAP@R {result.best_validation['map_at_r']:.1f})"
              if result.best_validation is not None else ""))
     print(f"test classes: {len(outcome.data.test_classes)}, images: {len(outcome.data.test)}")
+    _warn_about_quality(outcome.model_dir.name, settings)
     for name, value in outcome.test_metrics.table_rows():
         print(f"{name:<12} {value}")
     print(f"model {outcome.card.version}")
@@ -216,24 +232,44 @@ def _print_epoch(epoch: int, record: dict) -> None:
 
 
 def cmd_models_list(args) -> None:
+    """One line per model, then one indented line per measurement: what it was measured on."""
     from indexer.model.modeldir import list_models
 
-    for entry in list_models(settings_from(args)):
+    settings = settings_from(args)
+    for entry in list_models(settings):
         mark = "*" if entry.current else " "
         if entry.card is None:
-            print(f"{mark} {entry.name:<48} the backbone's ImageNet features")
-            continue
-        test = (entry.card.metrics or {}).get("test") or {}
-        figures = (f"R@1 {test['recall_at_1']:.1f}  MAP@R {test['map_at_r']:.1f}"
-                   if test else "no test metrics")
-        loss = entry.card.loss.get("name") if isinstance(entry.card.loss, dict) else entry.card.loss
-        print(f"{mark} {entry.name:<48} {loss or '-':<16} dim {entry.card.embedding_dim:<5} "
-              f"{figures}  {entry.card.created}")
+            installed = "" if entry.version else " (weights not installed)"
+            print(f"{mark} {entry.name:<48} the backbone's ImageNet features: "
+                  f"{settings.backbone}{installed}")
+        else:
+            first = entry.measurements[0] if entry.measurements else None
+            figures = first.figures() if first else "no test metrics"
+            card = entry.card
+            loss = card.loss.get("name") if isinstance(card.loss, dict) else card.loss
+            print(f"{mark} {entry.name:<48} {loss or '-':<16} dim {card.embedding_dim:<5} "
+                  f"{figures}  {card.created}")
+        for measurement in entry.measurements:
+            label = "test" if measurement.source == "card" else "evaluated"
+            print(f"      {label}: {measurement.figures()}  on {measurement.split.describe()}"
+                  + ("" if measurement.source == "card" else f"  [{measurement.source}]"))
 
 
 def cmd_models_use(args) -> None:
     from indexer.model.modeldir import use_model
 
-    version = use_model(args.name, settings_from(args))
+    settings = settings_from(args)
+    version = use_model(args.name, settings)
     print(f"now using {args.name} ({version}); run `lookalike embed` and "
           "`lookalike index build` to re-index with it")
+    if args.name != "pretrained":  # the baseline: nothing was learned that could mislead
+        _warn_about_quality(args.name, settings)
+
+
+def _warn_about_quality(name: str, settings) -> None:
+    """On stderr: the command still succeeds; the user learns the figures are thin."""
+    from indexer.model.modeldir import model_measurements
+    from indexer.model.quality import quality_warnings
+
+    for warning in quality_warnings(name, model_measurements(name, settings)):
+        print(f"lookalike: warning: {warning}", file=sys.stderr)

@@ -15,7 +15,7 @@ import logging
 import math
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -28,6 +28,7 @@ from indexer.config import Settings
 from indexer.fsutil import atomic_write_text, atomic_writer, sha256_file
 from indexer.model.backbone import DataConfig, build_backbone, create_backbone, default_weights_path
 from indexer.model.card import CardError, ModelCard, normalize_data_config, read_card, write_card
+from indexer.model.quality import Measurement, card_measurement, saved_evaluations
 from indexer.model.stages import BackboneSplit, FrozenTail
 from indexer.model.stagespec import TrainStages
 from indexer.model.weights import PACKAGED_WEIGHTS, WeightsError, read_state_dict
@@ -166,11 +167,16 @@ class ModelEntry:
     name: str
     card: ModelCard | None  # None for 'pretrained' (its card needs the weights loaded)
     current: bool
+    version: str | None = None  # None: pretrained weights that are not installed
+    # The card's test metrics first, then the saved evaluations of this version, newest
+    # first: each with the split it was measured on (indexer.model.quality).
+    measurements: list[Measurement] = field(default_factory=list)
 
 
 def list_models(settings: Settings) -> list[ModelEntry]:
     """'pretrained' and every model directory under models_dir, newest first."""
     current = current_model_spec(settings)
+    evaluations = saved_evaluations(settings.evaluations_dir)
     entries = []
     for directory in _model_dirs(settings.models_dir):
         try:
@@ -178,9 +184,34 @@ def list_models(settings: Settings) -> list[ModelEntry]:
         except CardError as exc:
             logger.warning("skipping %s: %s", directory, exc)
             continue
-        entries.append(ModelEntry(directory.name, card, directory.name == current))
+        entries.append(ModelEntry(directory.name, card, directory.name == current, card.version,
+                                  _measurements(card, evaluations)))
     entries.sort(key=lambda entry: entry.card.created, reverse=True)
-    return [ModelEntry(PRETRAINED, None, current == PRETRAINED), *entries]
+    version = _installed_pretrained_version(settings.backbone)
+    pretrained = ModelEntry(PRETRAINED, None, current == PRETRAINED, version,
+                            list(evaluations.get(version, [])) if version else [])
+    return [pretrained, *entries]
+
+
+def model_measurements(spec: str, settings: Settings) -> list[Measurement]:
+    """What is known of ``spec``'s quality: its card's test metrics and saved evaluations."""
+    evaluations = saved_evaluations(settings.evaluations_dir)
+    if spec == PRETRAINED:
+        version = _installed_pretrained_version(settings.backbone)
+        return list(evaluations.get(version, [])) if version else []
+    return _measurements(read_card(resolve_model_dir(spec, settings)), evaluations)
+
+
+def _measurements(card: ModelCard, evaluations: dict[str, list[Measurement]]) -> list[Measurement]:
+    own = card_measurement(card)
+    return [*([own] if own else []), *evaluations.get(card.version, [])]
+
+
+def _installed_pretrained_version(architecture: str) -> str | None:
+    try:
+        return pretrained_version(architecture)
+    except WeightsError:  # weights not installed: nothing was evaluated with them here
+        return None
 
 
 def load_model(spec: str, settings: Settings, *, checkpoint: Path | None = None) -> EmbeddingModel:
@@ -212,9 +243,8 @@ def pretrained_model(architecture: str, checkpoint: Path | None = None) -> Embed
     weights_path = default_weights_path(architecture, checkpoint)
     backbone, data_config = create_backbone(architecture, checkpoint)
     digest = _cached_sha256(str(weights_path.resolve()), *_stat_key(weights_path))
-    tag = PACKAGED_WEIGHTS[architecture].tag if checkpoint is None else "custom"
     card = ModelCard(
-        version=f"{architecture}-{tag}-pooled-{digest[:8]}",
+        version=pretrained_version(architecture, checkpoint),
         architecture=architecture,
         embedding_dim=int(backbone.num_features),
         pooled_dim=int(backbone.num_features),
@@ -230,6 +260,17 @@ def pretrained_model(architecture: str, checkpoint: Path | None = None) -> Embed
         backbone, None, architecture=architecture, data_config=data_config, card=card
     )
     return model.eval()
+
+
+def pretrained_version(architecture: str, checkpoint: Path | None = None) -> str:
+    """``<architecture>-<in1k | custom>-pooled-<sha256[:8] of the weights file>``, without
+    building the model; raises :class:`WeightsError` when the weights are not installed."""
+    weights_path = default_weights_path(architecture, checkpoint)
+    if not weights_path.is_file():
+        raise WeightsError(f"Checkpoint not found: {weights_path}")
+    digest = _cached_sha256(str(weights_path.resolve()), *_stat_key(weights_path))
+    tag = PACKAGED_WEIGHTS[architecture].tag if checkpoint is None else "custom"
+    return f"{architecture}-{tag}-pooled-{digest[:8]}"
 
 
 def save_model_dir(

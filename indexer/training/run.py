@@ -26,6 +26,7 @@ from indexer.model.embed import Embedder
 from indexer.model.evaluate import RetrievalMetrics, evaluate_embedder
 from indexer.model.modeldir import EmbeddingModel, save_model_dir
 from indexer.model.preprocess import Preprocessor
+from indexer.model.quality import SplitRecord
 from indexer.training.checkpoint import CHECKPOINT_FILE, CheckpointError
 from indexer.training.config import TrainConfig
 from indexer.training.data import TrainingData, prepare_training_data
@@ -91,6 +92,9 @@ def train_model(
     metrics = evaluate_test_classes(result.model, data, config, settings, progress)
     card_metrics = {
         "test": metrics.as_dict(),
+        # What "test" was measured on, so the figures travel with their split.
+        "test_split": SplitRecord.measured(
+            split_file, classes=metrics.classes, images=metrics.queries).as_dict(),
         "best_epoch": result.best_epoch,
         "validation": result.best_validation,
     }

@@ -1,5 +1,6 @@
 """`lookalike train` and `lookalike models`: the whole path, and one-line refusals."""
 
+import hashlib
 import json
 
 import images_factory
@@ -38,7 +39,8 @@ def test_train_prints_the_test_table_and_use_makes_it_current(labelled, tmp_path
 
     assert run(home, "models", "use", "pretrained") == 0
     assert run(home, "models") == 0  # no action: list
-    assert capsys.readouterr().out.splitlines()[-2].startswith("* pretrained")
+    marked = [line for line in capsys.readouterr().out.splitlines() if line.startswith("* ")]
+    assert len(marked) == 1 and marked[0].startswith("* pretrained")
 
     # Evaluate the trained model by name on its test classes; the JSON is saved.
     output = tmp_path / "eval.json"
@@ -47,6 +49,44 @@ def test_train_prints_the_test_table_and_use_makes_it_current(labelled, tmp_path
     saved = json.loads(output.read_text())
     assert saved["model_version"] == version
     assert saved["test_classes"] == [f"class-{i:02d}" for i in range(5, 10)]
+    assert saved["split"] == {"name": "halves", "file": None, "sha256": None, "classes": 5,
+                              "images": 30}
+
+
+def test_a_split_file_travels_with_the_metrics_and_few_classes_warn(labelled, tmp_path,
+                                                                    capsys):
+    split = tmp_path / "my-split.csv"
+    split.write_text("class_name,half\n" + "".join(
+        f"class-{i:02d},{'train' if i < 7 else 'test'}\n" for i in range(10)))
+    home = tmp_path / "home"
+    assert run(home, "train", str(labelled), *TINY, "--split", str(split)) == 0
+    captured = capsys.readouterr()
+    assert "was evaluated on only 3 test classes (my-split.csv (sha256 " in captured.err
+    version = next(line.split()[1] for line in captured.out.splitlines()
+                   if line.startswith("model "))
+    card = json.loads((home / "models" / version / "card.json").read_text())
+    assert card["metrics"]["test_split"] == {
+        "name": "my-split", "file": "my-split.csv",
+        "sha256": hashlib.sha256(split.read_bytes()).hexdigest(), "classes": 3, "images": 18,
+    }
+
+    assert run(home, "evaluate", str(labelled), "--split", str(split), "--model", version) == 0
+    out = capsys.readouterr().out
+    assert "split        my-split.csv (sha256 " in out and "3 classes, 18 images" in out
+    assert run(home, "models", "list") == 0
+    listed = capsys.readouterr().out
+    assert listed.count("on my-split.csv (sha256 ") == 2  # the card's and the evaluation's
+
+
+def test_backbone_chooses_the_pretrained_features_only(labelled, tmp_path, capsys):
+    assert run(tmp_path / "home", "evaluate", str(labelled), "--backbone",
+               "tf_efficientnet_lite9", "--pretrained") == 2
+    error = one_line_error(capsys)
+    assert "No packaged weights for 'tf_efficientnet_lite9'" in error
+    assert "tf_efficientnet_lite0, tf_efficientnet_lite1, tf_efficientnet_lite2" in error
+    assert run(tmp_path / "home", "evaluate", str(labelled), "--backbone",
+               "tf_efficientnet_lite1", "--model", "some-run") == 2
+    assert "--backbone chooses the pretrained features" in one_line_error(capsys)
 
 
 def test_an_interrupted_run_continues_with_resume(labelled, tmp_path, capsys):

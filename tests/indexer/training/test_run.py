@@ -49,6 +49,8 @@ def test_a_run_writes_a_complete_model_directory(labelled, train_settings):
     assert set(test) >= {"recall_at_1", "recall_at_2", "recall_at_4", "recall_at_8",
                          "map_at_r", "r_precision", "nmi"}
     assert test["queries"] == 30 and test["classes"] == 5
+    assert card.metrics["test_split"] == {"name": "halves", "file": None, "sha256": None,
+                                          "classes": 5, "images": 30}
     assert card.metrics["best_epoch"] in (1, 2, 3)
     assert card.training["config"]["loss"] == "softtriple"
     assert len(card.training["history"]) == 3
