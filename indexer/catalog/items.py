@@ -20,6 +20,7 @@ concurrent workers safe without locks.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -27,7 +28,9 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Row
 
 from indexer.catalog.base import CatalogBase
+from indexer.catalog.hits import LiveItemsByVectorId
 from indexer.catalog.records import (
+    CHUNK,
     REPLACEABLE_STATUSES,
     CatalogError,
     Item,
@@ -39,13 +42,6 @@ from indexer.catalog.records import (
     vector_id_for,
 )
 from indexer.catalog.schema import items_table
-
-# The search results' join, built once: a new IN clause per search cost more than the
-# query itself; an expanding parameter is compiled once and cached.
-_LIVE_BY_VECTOR_IDS = items_table.select().where(
-    items_table.c.vector_id.in_(sa.bindparam("vector_ids", expanding=True)),
-    items_table.c.status != ItemStatus.DELETED.value,
-)
 
 
 def _new_row(item_id: str, status: ItemStatus, error: str | None, **fields: Any) -> dict:
@@ -242,11 +238,13 @@ class ItemsMixin(CatalogBase):
         """Live items for faiss search results, keyed by vector id (deleted ones are absent)."""
         ids = list(dict.fromkeys(int(v) for v in vector_ids))
         found: dict[int, Item] = {}
-        with self.engine.connect() as conn:
-            for chunk in chunked(ids):
-                for row in conn.execute(_LIVE_BY_VECTOR_IDS, {"vector_ids": chunk}):
-                    found[row.vector_id] = item_from_row(row)
+        for chunk in chunked(ids):
+            found.update(self._live_items_by_vector_id.lookup(chunk))
         return found
+
+    @cached_property
+    def _live_items_by_vector_id(self) -> LiveItemsByVectorId:
+        return LiveItemsByVectorId(self.engine, largest=CHUNK)
 
     def vector_ids_matching(self, *, label: str | None = None,
                             product_id: str | None = None) -> np.ndarray:

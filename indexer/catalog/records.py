@@ -158,7 +158,7 @@ class Source:
     created_at: datetime
 
 
-_ITEM_FIELDS = tuple(f.name for f in dataclasses.fields(Item))
+ITEM_FIELDS = tuple(f.name for f in dataclasses.fields(Item))  # the items columns' names
 _JOB_FIELDS = tuple(f.name for f in dataclasses.fields(Job))
 _ENTRY_FIELDS = tuple(f.name for f in dataclasses.fields(JobEntry))
 _SOURCE_FIELDS = tuple(f.name for f in dataclasses.fields(Source))
@@ -166,7 +166,7 @@ _SOURCE_FIELDS = tuple(f.name for f in dataclasses.fields(Source))
 
 def item_from_row(row: sa.Row) -> Item:
     mapping = row._mapping  # a new view per access: one per row, not per field
-    return Item(**{name: mapping[name] for name in _ITEM_FIELDS})
+    return Item(**{name: mapping[name] for name in ITEM_FIELDS})
 
 
 def job_from_row(row: sa.Row) -> Job:

@@ -6,6 +6,8 @@ import hashlib
 from datetime import UTC
 
 from indexer.catalog import Catalog
+from indexer.catalog.records import ITEM_FIELDS
+from indexer.catalog.schema import items_table
 
 
 def add(catalog: Catalog, n: int):
@@ -28,3 +30,8 @@ def test_sqlite_default_from_settings(settings):
             assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
             assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
 
+
+
+def test_item_fields_are_the_items_columns_in_order():
+    # by_vector_ids (every search's join) builds Items from rows positionally
+    assert tuple(column.name for column in items_table.columns) == ITEM_FIELDS
