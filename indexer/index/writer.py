@@ -23,7 +23,7 @@ import numpy as np
 
 from indexer.config import Settings
 from indexer.fsutil import fsync_dir
-from indexer.index.builder import build_shards, check_pairs, plan_shards
+from indexer.index.builder import add_rows, build_shards, check_pairs, plan_shards
 from indexer.index.errors import IndexBuildError, IndexDiskFullError, IndexLoadError
 from indexer.index.factory import INDEX_DIM, NPROBE_RULE, resolve_spec
 from indexer.index.manifest import Manifest, ShardEntry, utc_now_iso, write_manifest
@@ -264,8 +264,8 @@ class IndexWriter:
                 continue
             index = read_shard(parent_dir / entry.file, entry, version=parent, dim=old.dim)
             removed = index.remove_ids(np.ascontiguousarray(ids[rows]))
-            if vectors is not None:
-                index.add_with_ids(vectors[rows], ids[rows])
+            if vectors is not None:  # in chunks; one shard takes every row without a copy
+                add_rows(index, ids, vectors, None if len(rows) == len(ids) else rows)
             elif removed == 0:
                 entries.append(_reuse(parent_dir / entry.file, directory / entry.file, entry))
                 continue
@@ -307,7 +307,8 @@ def _raise_if_disk_full(error: BaseException, versions: IndexVersions, version: 
 
 
 def _last_wins(ids: np.ndarray, vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Drop all but the last occurrence of each id (no-op when ids are unique)."""
+    """Drop all but the last occurrence of each id (no-op when ids are unique: the
+    vectors, perhaps a memory-mapped file, are copied only when there are repeats)."""
     _, first_in_reversed = np.unique(ids[::-1], return_index=True)
     if len(first_in_reversed) == len(ids):
         return ids, vectors
