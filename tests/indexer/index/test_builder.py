@@ -49,8 +49,14 @@ def test_building_and_adding_copy_at_most_a_chunk_of_a_mapped_input(
     extra = _memmap(tmp_path / "extra.npy", synth.clustered(n, dim, seed=5))
     tracemalloc.start()
     try:
-        store.build(ids[:n], base, model_version="m1", n_shards=n_shards,
-                    factory="IVF64,SQfp16", activate=True)  # trains on 64 x 64 points
+        store.build(
+            ids[:n],
+            base,
+            model_version="m1",
+            n_shards=n_shards,
+            factory="IVF64,SQfp16",
+            activate=True,
+        )  # trains on 64 x 64 points
         build_peak = tracemalloc.get_traced_memory()[1]
         tracemalloc.reset_peak()
         store.add(ids[n:], extra)
