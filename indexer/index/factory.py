@@ -53,6 +53,7 @@ from dataclasses import dataclass
 
 import faiss
 
+from indexer.index.coarse import graph_quantizer, quantizer_parameters
 from indexer.index.errors import FactoryError
 
 AUTO = "auto"
@@ -68,6 +69,14 @@ INDEX_DIM = 256  # the dimension vectors go into an IVF index with (see the modu
 # A projection to d dimensions is fitted on at least this many vectors per dimension
 # (fewer and its smaller components are noise); below that the vectors stay as they are.
 PCA_POINTS_PER_DIM = 8
+# From this nlist up 'auto' assigns vectors to lists with an HNSW graph over the
+# centroids (IVF{nlist}_HNSW32) instead of comparing with every centroid: see the
+# module docstring for the measurements.
+HNSW_QUANTIZER_NLIST = 16_384
+HNSW_M = 32  # graph neighbours per centroid (the faiss wiki's IVF…_HNSW32)
+# Candidates the graph search keeps when a vector is added (k = 1) and in k-means;
+# faiss's default is 16. A search passes its own (coarse.quantizer_parameters).
+HNSW_ADD_EF = 16
 
 # Default nprobe: the number of inverted lists probed per query, the same rule for
 # every IVF index (exact Flat has none). tests/bench/bench_index.py, on vectors
@@ -152,15 +161,27 @@ def projection_for(dim: int, n: int, index_dim: int = INDEX_DIM) -> str:
 
 
 def auto_spec(
-    n: int, dim: int, *, flat_threshold: int, pq_threshold: int, index_dim: int = INDEX_DIM
+    n: int,
+    dim: int,
+    *,
+    flat_threshold: int,
+    pq_threshold: int,
+    index_dim: int = INDEX_DIM,
+    hnsw_nlist: int = HNSW_QUANTIZER_NLIST,
 ) -> IndexSpec:
     """The ``'auto'`` choice for a shard of ``n`` vectors (see the module docstring)."""
     if n < flat_threshold:
         return flat_spec(n, dim, index_dim=index_dim)
     nlist = nlist_for(n)
+    graph = nlist >= hnsw_nlist
     if n < pq_threshold:
-        return ivf_sq_spec(n, dim, nlist=nlist, index_dim=index_dim)
-    return ivf_pq_spec(n, dim, nlist=nlist, index_dim=index_dim)
+        return ivf_sq_spec(n, dim, nlist=nlist, index_dim=index_dim, graph_quantizer=graph)
+    return ivf_pq_spec(n, dim, nlist=nlist, index_dim=index_dim, graph_quantizer=graph)
+
+
+def ivf_prefix(nlist: int, *, graph_quantizer: bool = False) -> str:
+    """``IVF{nlist}``, with ``_HNSW{M}`` when an HNSW graph over the centroids assigns."""
+    return f"IVF{nlist}_HNSW{HNSW_M}" if graph_quantizer else f"IVF{nlist}"
 
 
 def flat_spec(n: int = 0, dim: int = 0, *, index_dim: int = INDEX_DIM) -> IndexSpec:
@@ -179,12 +200,18 @@ def ivf_flat_spec(n: int, dim: int, *, nlist: int | None = None) -> IndexSpec:
 
 
 def ivf_sq_spec(
-    n: int, dim: int, *, nlist: int | None = None, index_dim: int = INDEX_DIM
+    n: int,
+    dim: int,
+    *,
+    nlist: int | None = None,
+    index_dim: int = INDEX_DIM,
+    graph_quantizer: bool = False,
 ) -> IndexSpec:
     nlist = nlist or nlist_for(n)
     train = train_size_for(nlist, n)
+    ivf = ivf_prefix(nlist, graph_quantizer=graph_quantizer)
     return IndexSpec(
-        f"{projection_for(dim, train, index_dim)}IVF{nlist},SQfp16",
+        f"{projection_for(dim, train, index_dim)}{ivf},SQfp16",
         "ivf_sq",
         nlist,
         default_nprobe_for(nlist),
@@ -193,14 +220,20 @@ def ivf_sq_spec(
 
 
 def ivf_pq_spec(
-    n: int, dim: int, *, nlist: int | None = None, index_dim: int = INDEX_DIM
+    n: int,
+    dim: int,
+    *,
+    nlist: int | None = None,
+    index_dim: int = INDEX_DIM,
+    graph_quantizer: bool = False,
 ) -> IndexSpec:
     nlist = nlist or nlist_for(n)
     train = train_size_for(nlist, n, pq=True)
     projection = projection_for(dim, train, index_dim)
     m = pq_m_for(index_dim if projection else dim)
+    ivf = ivf_prefix(nlist, graph_quantizer=graph_quantizer)
     return IndexSpec(
-        f"{projection}IVF{nlist},PQ{m}", "ivf_pq", nlist, default_nprobe_for(nlist), train
+        f"{projection}{ivf},PQ{m}", "ivf_pq", nlist, default_nprobe_for(nlist), train
     )
 
 
@@ -212,13 +245,19 @@ def resolve_spec(
     flat_threshold: int,
     pq_threshold: int,
     index_dim: int = INDEX_DIM,
+    hnsw_nlist: int = HNSW_QUANTIZER_NLIST,
 ) -> IndexSpec:
     """``'auto'`` by shard size, or an explicit faiss factory string, validated."""
     if not isinstance(factory, str) or not factory.strip():
         raise FactoryError(f"index factory must be a non-empty string, e.g. {EXAMPLES}")
     if factory.strip().lower() == AUTO:
         return auto_spec(
-            n, dim, flat_threshold=flat_threshold, pq_threshold=pq_threshold, index_dim=index_dim
+            n,
+            dim,
+            flat_threshold=flat_threshold,
+            pq_threshold=pq_threshold,
+            index_dim=index_dim,
+            hnsw_nlist=hnsw_nlist,
         )
     return explicit_spec(factory.strip(), dim, n=n)
 
@@ -277,6 +316,9 @@ def create_index(spec: IndexSpec, dim: int) -> faiss.Index:
     inner = faiss.downcast_index(ivf) if ivf is not None else None
     if isinstance(inner, faiss.IndexIVFPQ):
         inner.do_polysemous_training = False
+    quantizer = graph_quantizer(index)
+    if quantizer is not None:
+        quantizer.hnsw.efSearch = HNSW_ADD_EF
     return index
 
 
@@ -307,6 +349,10 @@ def search_parameters(index: faiss.Index, nprobe: int | None,
     """
     if _extract_ivf(index) is not None and nprobe is not None:
         params = faiss.SearchParametersIVF(nprobe=int(nprobe))
+        coarse = quantizer_parameters(index, nprobe)
+        if coarse is not None:  # an HNSW quantizer: how wide its graph search goes
+            params.quantizer_params = coarse
+            params.referenced_objects = [coarse]  # params only points to it
     elif selector is not None:
         params = faiss.SearchParameters()
     else:

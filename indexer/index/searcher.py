@@ -17,7 +17,10 @@ parameters), so a filter matching one item in a million still finds it. An IVF
 index probes more lists the smaller the set: ``nprobe / fraction`` of its lists
 (as many members as an unfiltered search sees), and all of them when that exceeds
 ``nlist`` or the set holds at most :data:`EXACT_WITHIN` ids, so a selective filter
-is exact: every member's score is computed.
+is exact: every member's score is computed. Probing every list is exact with any
+coarse quantizer: an HNSW graph over the centroids (``IVF…_HNSW32``) is approximate
+even when asked for all lists, so then the lists are assigned with exact centroid
+scores instead (:func:`~indexer.index.coarse.search_every_list`).
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ import faiss
 import numpy as np
 
 from indexer.config import MAX_K  # the deepest one search goes; the setting is below it
+from indexer.index.coarse import search_every_list
 from indexer.index.factory import prefer_low_latency, search_parameters
 from indexer.index.versions import LoadedIndex
 
@@ -112,8 +116,13 @@ class ShardedSearcher:
             selector = faiss.IDSelectorBatch(len(within), faiss.swig_ptr(within))
             nprobe = self._nprobe_within(nprobe, len(within))
         params = [search_parameters(shard, nprobe, selector) for shard in shards]
+        every_list = nprobe is not None and nprobe >= self.index.nlist
 
         def one(i: int) -> tuple[np.ndarray, np.ndarray]:
+            if every_list:  # exact over all lists, whatever the coarse quantizer
+                found = search_every_list(shards[i], queries, k, params[i])
+                if found is not None:
+                    return found
             # faiss.contrib.torch_utils (imported by pytorch-metric-learning) replaces
             # Index.search with a wrapper that takes no `params`; it keeps the original
             # as `search_numpy`.

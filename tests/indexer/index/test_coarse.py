@@ -1,0 +1,59 @@
+"""Coarse quantizers: an HNSW graph over the centroids, and exact probing of every list."""
+
+from __future__ import annotations
+
+import faiss
+import numpy as np
+
+from indexer.index.coarse import graph_quantizer, quantizer_parameters, search_every_list
+from indexer.index.factory import HNSW_ADD_EF, create_index, resolve_spec
+
+THRESHOLDS = {"flat_threshold": 1_000, "pq_threshold": 10**6}
+
+
+def _filled(factory, synth, n=8_000, dim=32):
+    ids, vectors = synth.random_ids(n), synth.clustered(n, dim)
+    index = create_index(resolve_spec(factory, n, dim, **THRESHOLDS), dim)
+    index.train(vectors)
+    index.add_with_ids(vectors, ids)
+    return index, ids, vectors
+
+
+def _project(index, x):
+    """The index's PCA and L2norm transforms applied to ``x``."""
+    chain = faiss.downcast_index(index).chain
+    for i in range(chain.size()):
+        x = faiss.downcast_VectorTransform(chain.at(i)).apply(x)
+    return x
+
+
+def test_a_graph_quantizer_misses_lists_that_search_every_list_scores_exactly(synth):
+    """Asked for all 256 lists, the graph returns fewer; search_every_list scans all of
+    them with exact centroid scores: IVF-Flat then equals brute force, filter or not."""
+    index, ids, vectors = _filled("PCA16,L2norm,IVF256_HNSW32,Flat", synth)
+    quantizer = graph_quantizer(index)
+    assert quantizer is not None and quantizer.hnsw.efSearch == HNSW_ADD_EF
+    queries = synth.clustered(30, 32, seed=7)
+    projected = _project(index, queries)  # PCA16, L2norm: the space the lists live in
+    assert (quantizer.search(projected, 256)[1] < 0).any()  # the graph stops early
+
+    base = _project(index, vectors)
+    truth_scores, truth_rows = faiss.knn(projected, base, 10, metric=faiss.METRIC_INNER_PRODUCT)
+    scores, found = search_every_list(index, queries, 10, None)
+    assert (found == ids[truth_rows]).all()
+    np.testing.assert_allclose(scores, truth_scores, rtol=1e-4, atol=1e-5)
+
+    members = np.sort(ids[np.argsort(base @ projected[0])[:3]])  # least like query 0
+    selector = faiss.IDSelectorBatch(len(members), faiss.swig_ptr(members))
+    params = faiss.SearchParametersIVF(nprobe=4, sel=selector)
+    _, within = search_every_list(index, queries[:1], 5, params)
+    assert sorted(within[0, :3].tolist()) == members.tolist() and (within[0, 3:] == -1).all()
+
+
+def test_flat_quantizers_keep_the_ordinary_search_and_graphs_get_a_wide_search(synth):
+    flat, _, vectors = _filled("IVF64,Flat", synth, n=3_000, dim=8)
+    assert graph_quantizer(flat) is None and quantizer_parameters(flat, 16) is None
+    assert search_every_list(flat, vectors[:2], 3, None) is None  # already exact
+    graph, _, _ = _filled("IVF64_HNSW32,SQfp16", synth, n=3_000, dim=8)
+    params = quantizer_parameters(graph, 16)
+    assert isinstance(params, faiss.SearchParametersHNSW) and params.efSearch >= 16
