@@ -232,9 +232,7 @@ def ivf_pq_spec(
     projection = projection_for(dim, train, index_dim)
     m = pq_m_for(index_dim if projection else dim)
     ivf = ivf_prefix(nlist, graph_quantizer=graph_quantizer)
-    return IndexSpec(
-        f"{projection}{ivf},PQ{m}", "ivf_pq", nlist, default_nprobe_for(nlist), train
-    )
+    return IndexSpec(f"{projection}{ivf},PQ{m}", "ivf_pq", nlist, default_nprobe_for(nlist), train)
 
 
 def resolve_spec(
@@ -340,8 +338,9 @@ def prefer_low_latency(index: faiss.Index) -> None:
         ivf.parallel_mode = 1
 
 
-def search_parameters(index: faiss.Index, nprobe: int | None,
-                      selector: faiss.IDSelector | None = None) -> faiss.SearchParameters | None:
+def search_parameters(
+    index: faiss.Index, nprobe: int | None, selector: faiss.IDSelector | None = None
+) -> faiss.SearchParameters | None:
     """Per-call search parameters (thread-safe, unlike setting ``index.nprobe``).
 
     ``selector``: only ids it holds can be found (faiss skips the others' codes). The
