@@ -5,11 +5,28 @@ faiss's default coarse quantizer is an exact ``IndexFlat`` over the centroids;
 ``storage`` is that same exact ``IndexFlat``). The graph finds a query's nearest
 centroids in far fewer than ``nlist`` comparisons, but approximately: asked for all
 ``nlist`` lists it returns fewer (its search stops early), so a filtered search that
-must score every member would miss some. :func:`search_every_list` therefore assigns
-every list with exact centroid scores from the storage and scans them through faiss's
-``search_preassigned``, exact whatever the quantizer.
+must score every member would miss some.
 
-How wide the graph search is: :func:`quantizer_parameters`.
+So the graph assigns the many (k-means training, adding vectors: where comparing each
+of millions of vectors with every centroid costs minutes to hours), and queries are
+assigned exactly where that is as cheap: :func:`search_assigned_exactly` scores the
+query against every centroid in the storage and scans the best ``nprobe`` lists through
+faiss's ``search_preassigned``; always when every list is probed (exact filters), and
+at any ``nprobe`` up to :data:`EXACT_ASSIGN_MAX_NLIST` lists. Single-thread cost of
+assigning one query, 256-d (tests/bench/bench_index.py's data, 300k points, centroids
+sampled from them; flat scan vs graph at efSearch = nprobe, and the share of the exact
+nprobe lists the graph finds):
+
+=======  ======  ==========  ===========  ================
+nlist    nprobe  flat scan   graph        graph's lists
+=======  ======  ==========  ===========  ================
+4,096    128     0.10 ms     0.13 ms      0.995
+16,384   256     0.49 ms     0.52 ms      0.989
+65,536   512     4.1 ms      1.5 ms       0.987
+=======  ======  ==========  ===========  ================
+
+(efSearch = 2·nprobe finds 0.996-0.999 of them at 1.4-4x the graph's cost.) Beyond
+that the graph assigns queries too, at efSearch = nprobe (:func:`quantizer_parameters`).
 """
 
 from __future__ import annotations
@@ -17,10 +34,13 @@ from __future__ import annotations
 import faiss
 import numpy as np
 
-# Centroid scores held at once by search_every_list: queries x nlist x 12 bytes.
+# Centroid scores held at once by search_assigned_exactly: queries x nprobe x 12 B.
 _SCORES_PER_CHUNK = 1 << 22
-# The graph search explores ef >= nprobe candidates (faiss takes max(efSearch, k)).
-# tests/bench/bench_coarse_quantizer.py: see HNSW_EF_PER_NPROBE's comment in factory.
+# Queries of an index with at most this many lists are assigned by the exact scan,
+# beyond by the graph (module doc).
+EXACT_ASSIGN_MAX_NLIST = 16_384
+# The graph search keeps ef = nprobe candidates (faiss takes max(efSearch, k)): twice
+# that finds a few more of the right lists at up to 4x the cost (module doc).
 HNSW_EF_PER_NPROBE = 1
 
 
@@ -41,32 +61,41 @@ def quantizer_parameters(index: faiss.Index, nprobe: int) -> faiss.SearchParamet
     return faiss.SearchParametersHNSW(efSearch=max(1, HNSW_EF_PER_NPROBE * int(nprobe)))
 
 
-def search_every_list(
-    index: faiss.Index, queries: np.ndarray, k: int, params: faiss.SearchParameters | None
+def search_assigned_exactly(
+    index: faiss.Index,
+    queries: np.ndarray,
+    k: int,
+    params: faiss.SearchParameters | None,
+    nprobe: int,
 ) -> tuple[np.ndarray, np.ndarray] | None:
-    """Top-``k`` over every inverted list of ``index``, with exact centroid scores.
+    """Top-``k`` over the ``nprobe`` lists whose centroids score best, exactly.
 
-    Returns ``None`` where ``index.search`` with ``nprobe = nlist`` is already exact (a
-    flat coarse quantizer, or not an IVF index behind its transforms): the caller
-    searches as usual. ``params``' selector (``sel``) is kept.
+    Returns ``None`` where ``index.search`` is the one to use: a flat coarse quantizer
+    (already exact), not an IVF index behind its transforms, or a graph over more than
+    :data:`EXACT_ASSIGN_MAX_NLIST` lists probed at fewer than all of them (the graph is
+    the cheaper there). ``params``' selector (``sel``) is kept.
     """
     ivf, transforms = _ivf_behind_transforms(index)
-    if ivf is None or graph_quantizer(index) is None:
+    graph = graph_quantizer(index) if ivf is not None else None
+    if graph is None:
         return None
-    centroids = faiss.downcast_index(graph_quantizer(index).storage)
     nlist = int(ivf.nlist)
-    every = faiss.SearchParametersIVF(nprobe=nlist)
+    nprobe = min(int(nprobe), nlist)
+    if nprobe < nlist and nlist > EXACT_ASSIGN_MAX_NLIST:
+        return None
+    centroids = faiss.downcast_index(graph.storage)
+    exact = faiss.SearchParametersIVF(nprobe=nprobe)
     if params is not None and params.sel is not None:
-        every.sel = params.sel
+        exact.sel = params.sel
     x = np.ascontiguousarray(queries, dtype=np.float32)
     for transform in transforms:
         x = np.ascontiguousarray(transform.apply(x), dtype=np.float32)
     scores = np.empty((len(x), k), np.float32)
     labels = np.empty((len(x), k), np.int64)
-    step = max(1, _SCORES_PER_CHUNK // nlist)
+    step = max(1, _SCORES_PER_CHUNK // nprobe)
     for start in range(0, len(x), step):
         chunk = np.ascontiguousarray(x[start : start + step])
-        coarse_scores, lists = centroids.search(chunk, nlist)  # every list, exactly scored
+        coarse_scores, lists = centroids.search(chunk, nprobe)  # exactly scored
         out_scores, out_labels = scores[start : start + step], labels[start : start + step]
         ivf.search_preassigned_c(
             len(chunk),
@@ -77,7 +106,7 @@ def search_every_list(
             faiss.swig_ptr(out_scores),
             faiss.swig_ptr(out_labels),
             False,
-            every,
+            exact,
         )
     return scores, labels
 

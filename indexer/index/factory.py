@@ -76,7 +76,7 @@ HNSW_QUANTIZER_NLIST = 16_384
 HNSW_M = 32  # graph neighbours per centroid (the faiss wiki's IVF…_HNSW32)
 # Candidates the graph search keeps when a vector is added (k = 1) and in k-means;
 # faiss's default is 16. A search passes its own (coarse.quantizer_parameters).
-HNSW_ADD_EF = 16
+HNSW_ADD_EF = 64
 
 # Default nprobe: the number of inverted lists probed per query, the same rule for
 # every IVF index (exact Flat has none). tests/bench/bench_index.py, on vectors

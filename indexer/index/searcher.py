@@ -20,7 +20,8 @@ index probes more lists the smaller the set: ``nprobe / fraction`` of its lists
 is exact: every member's score is computed. Probing every list is exact with any
 coarse quantizer: an HNSW graph over the centroids (``IVF…_HNSW32``) is approximate
 even when asked for all lists, so then the lists are assigned with exact centroid
-scores instead (:func:`~indexer.index.coarse.search_every_list`).
+scores instead (:func:`~indexer.index.coarse.search_assigned_exactly`, which also
+assigns every query of a graph-quantized index up to 16,384 lists).
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ import faiss
 import numpy as np
 
 from indexer.config import MAX_K  # the deepest one search goes; the setting is below it
-from indexer.index.coarse import search_every_list
+from indexer.index.coarse import search_assigned_exactly
 from indexer.index.factory import prefer_low_latency, search_parameters
 from indexer.index.versions import LoadedIndex
 
@@ -116,11 +117,10 @@ class ShardedSearcher:
             selector = faiss.IDSelectorBatch(len(within), faiss.swig_ptr(within))
             nprobe = self._nprobe_within(nprobe, len(within))
         params = [search_parameters(shard, nprobe, selector) for shard in shards]
-        every_list = nprobe is not None and nprobe >= self.index.nlist
 
         def one(i: int) -> tuple[np.ndarray, np.ndarray]:
-            if every_list:  # exact over all lists, whatever the coarse quantizer
-                found = search_every_list(shards[i], queries, k, params[i])
+            if nprobe is not None:  # a graph over the centroids: assign queries exactly?
+                found = search_assigned_exactly(shards[i], queries, k, params[i], nprobe)
                 if found is not None:
                     return found
             # faiss.contrib.torch_utils (imported by pytorch-metric-learning) replaces

@@ -5,7 +5,8 @@ from __future__ import annotations
 import faiss
 import numpy as np
 
-from indexer.index.coarse import graph_quantizer, quantizer_parameters, search_every_list
+from indexer.index import coarse
+from indexer.index.coarse import graph_quantizer, quantizer_parameters, search_assigned_exactly
 from indexer.index.factory import HNSW_ADD_EF, create_index, resolve_spec
 
 THRESHOLDS = {"flat_threshold": 1_000, "pq_threshold": 10**6}
@@ -27,9 +28,11 @@ def _project(index, x):
     return x
 
 
-def test_a_graph_quantizer_misses_lists_that_search_every_list_scores_exactly(synth):
-    """Asked for all 256 lists, the graph returns fewer; search_every_list scans all of
-    them with exact centroid scores: IVF-Flat then equals brute force, filter or not."""
+def test_a_graph_quantizer_misses_lists_that_exact_assignment_scans(synth, monkeypatch):
+    """Asked for all 256 lists, the graph returns fewer; exact assignment scans all of
+    them with exact centroid scores: IVF-Flat then equals brute force, filter or not,
+    however many lists the index has."""
+    monkeypatch.setattr(coarse, "EXACT_ASSIGN_MAX_NLIST", 16)  # every list: exact anyway
     index, ids, vectors = _filled("PCA16,L2norm,IVF256_HNSW32,Flat", synth)
     quantizer = graph_quantizer(index)
     assert quantizer is not None and quantizer.hnsw.efSearch == HNSW_ADD_EF
@@ -39,21 +42,36 @@ def test_a_graph_quantizer_misses_lists_that_search_every_list_scores_exactly(sy
 
     base = _project(index, vectors)
     truth_scores, truth_rows = faiss.knn(projected, base, 10, metric=faiss.METRIC_INNER_PRODUCT)
-    scores, found = search_every_list(index, queries, 10, None)
+    scores, found = search_assigned_exactly(index, queries, 10, None, 256)
     assert (found == ids[truth_rows]).all()
     np.testing.assert_allclose(scores, truth_scores, rtol=1e-4, atol=1e-5)
 
     members = np.sort(ids[np.argsort(base @ projected[0])[:3]])  # least like query 0
     selector = faiss.IDSelectorBatch(len(members), faiss.swig_ptr(members))
     params = faiss.SearchParametersIVF(nprobe=4, sel=selector)
-    _, within = search_every_list(index, queries[:1], 5, params)
+    _, within = search_assigned_exactly(index, queries[:1], 5, params, 256)
     assert sorted(within[0, :3].tolist()) == members.tolist() and (within[0, 3:] == -1).all()
 
 
 def test_flat_quantizers_keep_the_ordinary_search_and_graphs_get_a_wide_search(synth):
     flat, _, vectors = _filled("IVF64,Flat", synth, n=3_000, dim=8)
     assert graph_quantizer(flat) is None and quantizer_parameters(flat, 16) is None
-    assert search_every_list(flat, vectors[:2], 3, None) is None  # already exact
+    assert search_assigned_exactly(flat, vectors[:2], 3, None, 64) is None  # already exact
     graph, _, _ = _filled("IVF64_HNSW32,SQfp16", synth, n=3_000, dim=8)
     params = quantizer_parameters(graph, 16)
     assert isinstance(params, faiss.SearchParametersHNSW) and params.efSearch >= 16
+
+
+def test_queries_are_assigned_exactly_up_to_a_number_of_lists_then_by_the_graph(synth, monkeypatch):
+    index, ids, vectors = _filled("IVF64_HNSW32,Flat", synth, n=4_000, dim=16)
+    queries = synth.clustered(20, 16, seed=3)
+    centroids = faiss.downcast_index(graph_quantizer(index).storage)
+    _, best_lists = centroids.search(queries, 4)
+    lists_of = centroids.search(vectors, 1)[1][:, 0]  # exact assignment; the graph's
+    members = np.flatnonzero(np.isin(lists_of, best_lists[0]))  # may differ for a few
+    truth = faiss.knn(queries[:1], vectors[members], 5, metric=faiss.METRIC_INNER_PRODUCT)[1]
+    _, found = search_assigned_exactly(index, queries, 5, None, 4)
+    assert len(set(found[0].tolist()) & set(ids[members][truth[0]].tolist())) >= 4
+    monkeypatch.setattr(coarse, "EXACT_ASSIGN_MAX_NLIST", 32)
+    assert search_assigned_exactly(index, queries, 5, None, 4) is None  # the graph's turn
+    assert search_assigned_exactly(index, queries, 5, None, 64) is not None  # every list
