@@ -816,11 +816,12 @@ def main(argv: list[str] | None = None) -> int:
     # only while it fits beside everything else: 10M x 1280-d is 51 GB.
     with_flat = args.n * args.dim * 4 <= args.flat_max_gb * 1e9
     full_truth: list[np.ndarray] = []
+    mapped = [base]  # emptied before the memory map is closed
 
     def truth_full_d() -> np.ndarray:
         if not full_truth:
             t0 = time.perf_counter()
-            full_truth.append(exact_topk(queries, base, ids))
+            full_truth.append(exact_topk(queries, mapped[0], ids))
             log.info("exact ground truth for %d queries in %.1fs", len(queries),
                      time.perf_counter() - t0)  # fmt: skip
         return full_truth[0]
@@ -850,6 +851,7 @@ def main(argv: list[str] | None = None) -> int:
     truth = full_truth[0] if full_truth else None
     sets = (filter_sets(args.n, queries, base, ids, args.seed, auto.project)
             if auto is not None else [])  # fmt: skip
+    mapped.clear()
     del base
     gc.collect()
     base_path.unlink(missing_ok=True)
