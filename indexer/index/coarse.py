@@ -13,9 +13,9 @@ assigned exactly where that is as cheap: :func:`search_assigned_exactly` scores 
 query against every centroid in the storage and scans the best ``nprobe`` lists through
 faiss's ``search_preassigned``; always when every list is probed (exact filters), and
 at any ``nprobe`` up to :data:`EXACT_ASSIGN_MAX_NLIST` lists. Single-thread cost of
-assigning one query, 256-d (tests/bench/bench_index.py's data, 300k points, centroids
-sampled from them; flat scan vs graph at efSearch = nprobe, and the share of the exact
-nprobe lists the graph finds):
+assigning one query at 256-d (tests/bench/bench_coarse_quantizer.py: bench_index.py's
+data, 300k points, centroids sampled from them; flat scan vs graph at efSearch =
+nprobe, and the share of the exact best nprobe lists the graph finds):
 
 =======  ======  ==========  ===========  ================
 nlist    nprobe  flat scan   graph        graph's lists
