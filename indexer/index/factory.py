@@ -41,11 +41,15 @@ lists are ~8·10^13). Measured on 1M vectors shaped like the Grocery embeddings,
 * k-means (10 iterations): 4,096 lists on 262k points 187 s flat, 136 s with the graph;
   16,384 lists on 639k points 1,037 s flat, 261 s with the graph. Centroids from either
   give the same recall (0.655 against 0.654 at nprobe 64, 4,096 lists).
-* adding 1M vectors into 4,096 lists: 86 s flat, 31-36 s with the graph.
-* recall@10 at nprobe 64 / 256 (4,096 lists): 0.660 / 0.668 flat; graph adding at
-  efSearch 16 (faiss's default) and searching at efSearch = nprobe 0.641 / 0.647;
-  adding at efSearch 64 (:data:`HNSW_ADD_EF`) 0.654 / 0.662, and 0.656 / 0.666 with
-  queries assigned at efSearch = 2·nprobe.
+  With the graph, 16,384 lists train on the 1M points 'auto' samples in 472 s.
+* adding 1M vectors: into 4,096 lists 86 s flat, 31-36 s with the graph; into 16,384
+  lists 139 s flat, 37 s with the graph at efSearch 16 (faiss's default), 106 s at 64.
+* recall@10 at nprobe 64 / 256, 4,096 lists: 0.660 / 0.668 flat; graph adding at
+  efSearch 16 and searching at efSearch = nprobe 0.641 / 0.647; adding at efSearch 64
+  (:data:`HNSW_ADD_EF`) 0.654 / 0.662, and 0.656 / 0.666 with queries assigned at
+  efSearch = 2·nprobe. 16,384 lists: 0.655 / 0.675 flat; 0.617 / 0.632 graph at
+  efSearch 16 and nprobe; 0.656 / 0.680 adding at 64 with queries at 2·nprobe (~99.8%
+  of their exact lists; the exact scan finds all of them at the same cost as the graph).
 
 Queries are assigned by the exact scan of the centroids up to 16,384 lists (as fast as
 the graph there, and exact) and by the graph beyond (see :mod:`indexer.index.coarse`,
