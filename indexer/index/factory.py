@@ -49,12 +49,12 @@ lists are ~8·10^13). Measured on 1M vectors shaped like the Grocery embeddings,
   (:data:`HNSW_ADD_EF`) 0.654 / 0.662, and 0.656 / 0.666 with queries assigned at
   efSearch = 2·nprobe. 16,384 lists: 0.655 / 0.675 flat; 0.617 / 0.632 graph at
   efSearch 16 and nprobe; 0.656 / 0.680 adding at 64 with queries at 2·nprobe (~99.8%
-  of their exact lists; the exact scan finds all of them at the same cost as the graph).
+  of their exact lists).
 
-Queries are assigned by the exact scan of the centroids up to 16,384 lists (as fast as
-the graph there, and exact) and by the graph beyond (see :mod:`indexer.index.coarse`,
-which also keeps filters exact). Below 16,384 lists (up to 8.4M vectors a shard) the
-flat assignment stays: it costs minutes, not hours, and loses no recall.
+Queries are assigned by the graph too, at efSearch = 2·nprobe: faster than the flat
+scan on busy cores (:mod:`indexer.index.coarse`, which also keeps filters exact).
+Below 16,384 lists (up to 8.4M vectors a shard) the flat assignment stays: it costs
+minutes, not hours, and loses no recall.
 
 ``nlist`` is ``4·sqrt(n)`` rounded to a power of two (the wiki's range is
 4–16·sqrt(n)), lowered until every centroid has at least 39 training points

@@ -21,7 +21,7 @@ is exact: every member's score is computed. Probing every list is exact with any
 coarse quantizer: an HNSW graph over the centroids (``IVF…_HNSW32``) is approximate
 even when asked for all lists, so then the lists are assigned with exact centroid
 scores instead (:func:`~indexer.index.coarse.search_assigned_exactly`, which also
-assigns every query of a graph-quantized index up to 16,384 lists).
+assigns every query of a graph-quantized index below 16,384 lists).
 """
 
 from __future__ import annotations
