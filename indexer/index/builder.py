@@ -23,7 +23,7 @@ import faiss
 import numpy as np
 
 from indexer.index.errors import IndexBuildError
-from indexer.index.factory import IndexSpec, create_index
+from indexer.index.factory import IndexSpec, create_index, ready_to_add
 from indexer.index.manifest import ShardEntry, shard_filename
 from indexer.index.shards import check_ids, split_by_shard, write_shard
 
@@ -106,6 +106,7 @@ def fill_index(
         log.info(
             "trained %s on %d vectors in %.1fs", spec.factory, size, time.perf_counter() - started
         )
+    ready_to_add(index)
     if n:
         started = time.perf_counter()
         add_rows(index, ids, vectors, rows)

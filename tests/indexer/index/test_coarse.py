@@ -7,7 +7,7 @@ import numpy as np
 
 from indexer.index import coarse
 from indexer.index.coarse import graph_quantizer, quantizer_parameters, search_assigned_exactly
-from indexer.index.factory import HNSW_ADD_EF, create_index, resolve_spec
+from indexer.index.factory import HNSW_ADD_EF, create_index, ready_to_add, resolve_spec
 
 THRESHOLDS = {"flat_threshold": 1_000, "pq_threshold": 10**6}
 
@@ -16,6 +16,7 @@ def _filled(factory, synth, n=8_000, dim=32):
     ids, vectors = synth.random_ids(n), synth.clustered(n, dim)
     index = create_index(resolve_spec(factory, n, dim, **THRESHOLDS), dim)
     index.train(vectors)
+    ready_to_add(index)  # as the builder does
     index.add_with_ids(vectors, ids)
     return index, ids, vectors
 
