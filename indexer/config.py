@@ -89,6 +89,11 @@ class Settings(BaseSettings):
         description="IVF indexes hold vectors projected to this many principal components "
         "(fitted on the indexed vectors); 0: the model's full dimension",
     )
+    hnsw_nlist: int = Field(
+        16_384, ge=1,
+        description="IVF indexes with at least this many lists assign vectors to lists with "
+        "an HNSW graph over the centroids (IVF…_HNSW32), not by comparing with each centroid",
+    )
     search_threads: int = Field(0, ge=0, description="0: one per shard, capped at CPU count")
 
     # Fetching images over HTTP(S) (indexer.sources.fetch). Private, loopback and

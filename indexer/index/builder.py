@@ -6,6 +6,10 @@ points to train its centroids; ids are uniform hashes, so shards differ in size
 by a fraction of a percent. Shards are built one after another, each using all
 cores through faiss's OpenMP, and freed once written: peak memory is one shard's
 index beside the input, not all of them.
+
+The input is never copied whole: it may be a memory-mapped file larger than memory
+(10 million 1,280-d vectors are 51 GB). A shard's rows are gathered from it a chunk
+at a time (:data:`ADD_ROWS`), and only its training sample is copied in one piece.
 """
 
 from __future__ import annotations
@@ -19,13 +23,16 @@ import faiss
 import numpy as np
 
 from indexer.index.errors import IndexBuildError
-from indexer.index.factory import IndexSpec, create_index
+from indexer.index.factory import IndexSpec, create_index, ready_to_add
 from indexer.index.manifest import ShardEntry, shard_filename
 from indexer.index.shards import check_ids, split_by_shard, write_shard
 
 log = logging.getLogger(__name__)
 
 _CHECK_ROWS = 1 << 16
+# Rows per add call. faiss's IndexPreTransform (PCA, L2norm) transforms a whole batch
+# into a new buffer before adding it: 262,144 x 256-d is 268 MB, 10M would be 10 GB.
+ADD_ROWS = 1 << 18
 
 
 def check_vectors(vectors: np.ndarray, dim: int | None = None) -> np.ndarray:
@@ -64,12 +71,22 @@ def plan_shards(ids: np.ndarray, n_shards: int) -> list[ShardData]:
 
 
 def fill_index(
-    spec: IndexSpec, dim: int, ids: np.ndarray, vectors: np.ndarray, *, seed: int = 0
+    spec: IndexSpec,
+    dim: int,
+    ids: np.ndarray,
+    vectors: np.ndarray,
+    *,
+    rows: np.ndarray | None = None,
+    seed: int = 0,
 ) -> faiss.Index:
-    """Create an index for ``spec``, train it on a sample of ``vectors`` and add them."""
+    """Create an index for ``spec``, train it on a sample of the vectors and add them.
+
+    ``rows``: positions of this index's vectors in ``ids``/``vectors`` (``None``: all
+    of them); they are gathered a chunk at a time, never copied as a whole.
+    """
     index = create_index(spec, dim)
+    n = len(ids) if rows is None else len(rows)
     if not index.is_trained:
-        n = len(vectors)
         if n < max(spec.nlist, 1):
             raise IndexBuildError(
                 f"{n} vectors are too few to train {spec.factory!r}: IVF needs at least "
@@ -80,18 +97,37 @@ def fill_index(
         if size < n:
             rng = np.random.default_rng(seed)
             sample = np.sort(rng.choice(n, size=size, replace=False))
-            train = vectors[sample]
+            train = vectors[sample if rows is None else rows[sample]]
         else:
-            train = vectors
+            train = vectors if rows is None else vectors[rows]
         started = time.perf_counter()
         index.train(train)
         del train
         log.info(
             "trained %s on %d vectors in %.1fs", spec.factory, size, time.perf_counter() - started
         )
-    if len(ids):
-        index.add_with_ids(vectors, ids)
+    ready_to_add(index)
+    if n:
+        started = time.perf_counter()
+        add_rows(index, ids, vectors, rows)
+        log.info("added %d vectors in %.1fs", n, time.perf_counter() - started)
     return index
+
+
+def add_rows(
+    index: faiss.Index, ids: np.ndarray, vectors: np.ndarray, rows: np.ndarray | None = None
+) -> None:
+    """``index.add_with_ids`` for ``rows`` of ``(ids, vectors)`` (``None``: all), in chunks
+    of :data:`ADD_ROWS`: a slice of a contiguous array is a view, so only a chunk of
+    gathered rows (and faiss's transformed copy of one chunk) is ever allocated."""
+    n = len(ids) if rows is None else len(rows)
+    for start in range(0, n, ADD_ROWS):
+        stop = min(n, start + ADD_ROWS)
+        if rows is None:
+            index.add_with_ids(vectors[start:stop], ids[start:stop])
+        else:
+            chunk = rows[start:stop]
+            index.add_with_ids(vectors[chunk], ids[chunk])
 
 
 def build_shards(
@@ -108,12 +144,8 @@ def build_shards(
     entries = []
     for shard in plan:
         started = time.perf_counter()
-        if len(shard.rows) == len(ids):  # one shard: no copy of the input
-            shard_ids, shard_vectors = ids, vectors
-        else:
-            shard_ids, shard_vectors = ids[shard.rows], vectors[shard.rows]
-        index = fill_index(spec, dim, shard_ids, shard_vectors, seed=seed + shard.shard)
-        del shard_vectors
+        rows = None if len(shard.rows) == len(ids) else shard.rows  # one shard: all rows
+        index = fill_index(spec, dim, ids, vectors, rows=rows, seed=seed + shard.shard)
         name = shard_filename(shard.shard)
         size, digest = write_shard(index, version_dir / name)
         entries.append(ShardEntry(file=name, count=int(index.ntotal), bytes=size, sha256=digest))

@@ -31,6 +31,31 @@ the same ``nprobe`` (0.939 against 0.956 at 256-d, nprobe 128), and 4-bit fast-s
 own re-ranking stage (``Refine``/``RFlat``) cannot take our ids nor remove vectors, so
 the fast-scan family is not an ``auto`` choice; it can be chosen explicitly.
 
+From ``hnsw_nlist`` lists up (default :data:`HNSW_QUANTIZER_NLIST`, 16,384: from ~8.4M
+vectors a shard) the IVF is ``IVF{nlist}_HNSW32``: an HNSW graph over the centroids
+assigns vectors to lists, in k-means and when they are added, instead of a comparison
+with every centroid (``nlist`` x 256 multiply-adds per vector: 10M vectors into 16,384
+lists are ~8·10^13). Measured on 1M vectors shaped like the Grocery embeddings, PCA256
++ PQ64 (tests/bench/bench_index.py's generator, 2 shared cores, so times are rough):
+
+* k-means (10 iterations): 4,096 lists on 262k points 187 s flat, 136 s with the graph;
+  16,384 lists on 639k points 1,037 s flat, 261 s with the graph. Centroids from either
+  give the same recall (0.655 against 0.654 at nprobe 64, 4,096 lists).
+  With the graph, 16,384 lists train on the 1M points 'auto' samples in 472 s.
+* adding 1M vectors: into 4,096 lists 86 s flat, 31-36 s with the graph; into 16,384
+  lists 139 s flat, 37 s with the graph at efSearch 16 (faiss's default), 106 s at 64.
+* recall@10 at nprobe 64 / 256, 4,096 lists: 0.660 / 0.668 flat; graph adding at
+  efSearch 16 and searching at efSearch = nprobe 0.641 / 0.647; adding at efSearch 64
+  (:data:`HNSW_ADD_EF`) 0.654 / 0.662, and 0.656 / 0.666 with queries assigned at
+  efSearch = 2·nprobe. 16,384 lists: 0.655 / 0.675 flat; 0.617 / 0.632 graph at
+  efSearch 16 and nprobe; 0.656 / 0.680 adding at 64 with queries at 2·nprobe (~99.8%
+  of their exact lists).
+
+Queries are assigned by the graph too, at efSearch = 2·nprobe: faster than the flat
+scan on busy cores (:mod:`indexer.index.coarse`, which also keeps filters exact).
+Below 16,384 lists (up to 8.4M vectors a shard) the flat assignment stays: it costs
+minutes, not hours, and loses no recall.
+
 ``nlist`` is ``4·sqrt(n)`` rounded to a power of two (the wiki's range is
 4–16·sqrt(n)), lowered until every centroid has at least 39 training points
 (faiss warns below that). k-means trains on at most ``64·nlist`` sampled vectors
@@ -42,7 +67,8 @@ Explicit factory strings are accepted when faiss can build them and the result
 supports ``add_with_ids`` and ``remove_ids`` (IVF anything, with or without a
 ``PCA``/``OPQ``/``L2norm`` transform in front, or a flat-codes index such as ``Flat``,
 ``PQ16``, ``SQ8``, which is wrapped in ``IDMap2``). Graph indexes (HNSW, NSG) and
-``Refine`` stages cannot remove vectors and are refused.
+``Refine`` stages cannot remove vectors and are refused; an HNSW graph as the IVF's
+coarse quantizer (``IVF4096_HNSW32,PQ64``) is fine: it holds centroids, not vectors.
 """
 
 from __future__ import annotations
@@ -53,6 +79,7 @@ from dataclasses import dataclass
 
 import faiss
 
+from indexer.index.coarse import graph_quantizer, quantizer_parameters
 from indexer.index.errors import FactoryError
 
 AUTO = "auto"
@@ -68,6 +95,17 @@ INDEX_DIM = 256  # the dimension vectors go into an IVF index with (see the modu
 # A projection to d dimensions is fitted on at least this many vectors per dimension
 # (fewer and its smaller components are noise); below that the vectors stay as they are.
 PCA_POINTS_PER_DIM = 8
+# From this nlist up 'auto' assigns vectors to lists with an HNSW graph over the
+# centroids (IVF{nlist}_HNSW32) instead of comparing with every centroid: see the
+# module docstring for the measurements.
+HNSW_QUANTIZER_NLIST = 16_384
+HNSW_M = 32  # graph neighbours per centroid (the faiss wiki's IVF…_HNSW32)
+# Candidates the graph search keeps when a vector is added (k = 1): faiss's default
+# of 16 lost 0.04 recall@10 at 16,384 lists (module doc). k-means keeps 16: its
+# centroids are as good as exact k-means' and 64 made it ~3x slower. A search passes
+# its own (coarse.quantizer_parameters).
+HNSW_ADD_EF = 64
+HNSW_TRAIN_EF = 16
 
 # Default nprobe: the number of inverted lists probed per query, the same rule for
 # every IVF index (exact Flat has none). tests/bench/bench_index.py, on vectors
@@ -83,7 +121,7 @@ NPROBE_RULE = "power of two >= 2*sqrt(nlist), at least 8, at most nlist: recall@
 
 EXAMPLES = (
     "'auto', 'IDMap2,Flat', 'IVF1024,Flat', 'PCA256,L2norm,IVF4096,SQfp16', 'IVF4096,PQ64', "
-    "'OPQ64,IVF4096,PQ64'"
+    "'OPQ64,IVF4096,PQ64', 'PCA256,L2norm,IVF16384_HNSW32,PQ64'"
 )
 
 
@@ -152,15 +190,27 @@ def projection_for(dim: int, n: int, index_dim: int = INDEX_DIM) -> str:
 
 
 def auto_spec(
-    n: int, dim: int, *, flat_threshold: int, pq_threshold: int, index_dim: int = INDEX_DIM
+    n: int,
+    dim: int,
+    *,
+    flat_threshold: int,
+    pq_threshold: int,
+    index_dim: int = INDEX_DIM,
+    hnsw_nlist: int = HNSW_QUANTIZER_NLIST,
 ) -> IndexSpec:
     """The ``'auto'`` choice for a shard of ``n`` vectors (see the module docstring)."""
     if n < flat_threshold:
         return flat_spec(n, dim, index_dim=index_dim)
     nlist = nlist_for(n)
+    graph = nlist >= hnsw_nlist
     if n < pq_threshold:
-        return ivf_sq_spec(n, dim, nlist=nlist, index_dim=index_dim)
-    return ivf_pq_spec(n, dim, nlist=nlist, index_dim=index_dim)
+        return ivf_sq_spec(n, dim, nlist=nlist, index_dim=index_dim, graph_quantizer=graph)
+    return ivf_pq_spec(n, dim, nlist=nlist, index_dim=index_dim, graph_quantizer=graph)
+
+
+def ivf_prefix(nlist: int, *, graph_quantizer: bool = False) -> str:
+    """``IVF{nlist}``, with ``_HNSW{M}`` when an HNSW graph over the centroids assigns."""
+    return f"IVF{nlist}_HNSW{HNSW_M}" if graph_quantizer else f"IVF{nlist}"
 
 
 def flat_spec(n: int = 0, dim: int = 0, *, index_dim: int = INDEX_DIM) -> IndexSpec:
@@ -179,12 +229,18 @@ def ivf_flat_spec(n: int, dim: int, *, nlist: int | None = None) -> IndexSpec:
 
 
 def ivf_sq_spec(
-    n: int, dim: int, *, nlist: int | None = None, index_dim: int = INDEX_DIM
+    n: int,
+    dim: int,
+    *,
+    nlist: int | None = None,
+    index_dim: int = INDEX_DIM,
+    graph_quantizer: bool = False,
 ) -> IndexSpec:
     nlist = nlist or nlist_for(n)
     train = train_size_for(nlist, n)
+    ivf = ivf_prefix(nlist, graph_quantizer=graph_quantizer)
     return IndexSpec(
-        f"{projection_for(dim, train, index_dim)}IVF{nlist},SQfp16",
+        f"{projection_for(dim, train, index_dim)}{ivf},SQfp16",
         "ivf_sq",
         nlist,
         default_nprobe_for(nlist),
@@ -193,15 +249,19 @@ def ivf_sq_spec(
 
 
 def ivf_pq_spec(
-    n: int, dim: int, *, nlist: int | None = None, index_dim: int = INDEX_DIM
+    n: int,
+    dim: int,
+    *,
+    nlist: int | None = None,
+    index_dim: int = INDEX_DIM,
+    graph_quantizer: bool = False,
 ) -> IndexSpec:
     nlist = nlist or nlist_for(n)
     train = train_size_for(nlist, n, pq=True)
     projection = projection_for(dim, train, index_dim)
     m = pq_m_for(index_dim if projection else dim)
-    return IndexSpec(
-        f"{projection}IVF{nlist},PQ{m}", "ivf_pq", nlist, default_nprobe_for(nlist), train
-    )
+    ivf = ivf_prefix(nlist, graph_quantizer=graph_quantizer)
+    return IndexSpec(f"{projection}{ivf},PQ{m}", "ivf_pq", nlist, default_nprobe_for(nlist), train)
 
 
 def resolve_spec(
@@ -212,13 +272,19 @@ def resolve_spec(
     flat_threshold: int,
     pq_threshold: int,
     index_dim: int = INDEX_DIM,
+    hnsw_nlist: int = HNSW_QUANTIZER_NLIST,
 ) -> IndexSpec:
     """``'auto'`` by shard size, or an explicit faiss factory string, validated."""
     if not isinstance(factory, str) or not factory.strip():
         raise FactoryError(f"index factory must be a non-empty string, e.g. {EXAMPLES}")
     if factory.strip().lower() == AUTO:
         return auto_spec(
-            n, dim, flat_threshold=flat_threshold, pq_threshold=pq_threshold, index_dim=index_dim
+            n,
+            dim,
+            flat_threshold=flat_threshold,
+            pq_threshold=pq_threshold,
+            index_dim=index_dim,
+            hnsw_nlist=hnsw_nlist,
         )
     return explicit_spec(factory.strip(), dim, n=n)
 
@@ -277,7 +343,18 @@ def create_index(spec: IndexSpec, dim: int) -> faiss.Index:
     inner = faiss.downcast_index(ivf) if ivf is not None else None
     if isinstance(inner, faiss.IndexIVFPQ):
         inner.do_polysemous_training = False
+    quantizer = graph_quantizer(index)
+    if quantizer is not None:
+        quantizer.hnsw.efSearch = HNSW_TRAIN_EF
     return index
+
+
+def ready_to_add(index: faiss.Index) -> None:
+    """After training: a graph quantizer assigns added vectors at :data:`HNSW_ADD_EF`
+    (kept in the file, so later incremental adds do the same)."""
+    quantizer = graph_quantizer(index)
+    if quantizer is not None:
+        quantizer.hnsw.efSearch = HNSW_ADD_EF
 
 
 def ivf_of(index: faiss.Index) -> faiss.IndexIVF | None:
@@ -298,8 +375,9 @@ def prefer_low_latency(index: faiss.Index) -> None:
         ivf.parallel_mode = 1
 
 
-def search_parameters(index: faiss.Index, nprobe: int | None,
-                      selector: faiss.IDSelector | None = None) -> faiss.SearchParameters | None:
+def search_parameters(
+    index: faiss.Index, nprobe: int | None, selector: faiss.IDSelector | None = None
+) -> faiss.SearchParameters | None:
     """Per-call search parameters (thread-safe, unlike setting ``index.nprobe``).
 
     ``selector``: only ids it holds can be found (faiss skips the others' codes). The
@@ -307,6 +385,10 @@ def search_parameters(index: faiss.Index, nprobe: int | None,
     """
     if _extract_ivf(index) is not None and nprobe is not None:
         params = faiss.SearchParametersIVF(nprobe=int(nprobe))
+        coarse = quantizer_parameters(index, nprobe)
+        if coarse is not None:  # an HNSW quantizer: how wide its graph search goes
+            params.quantizer_params = coarse
+            params.referenced_objects = [coarse]  # params only points to it
     elif selector is not None:
         params = faiss.SearchParameters()
     else:

@@ -19,7 +19,11 @@ parameters), so a filter matching one item in a million still finds it. An IVF
 index probes more lists the smaller the set: ``nprobe / fraction`` of its lists
 (as many members as an unfiltered search sees), and all of them when that exceeds
 ``nlist`` or the set holds at most :data:`EXACT_WITHIN` ids, so a selective filter
-is exact: every member's score is computed.
+is exact: every member's score is computed. Probing every list is exact with any
+coarse quantizer: an HNSW graph over the centroids (``IVF…_HNSW32``) is approximate
+even when asked for all lists, so then the lists are assigned with exact centroid
+scores instead (:func:`~indexer.index.coarse.search_assigned_exactly`, which also
+assigns every query of a graph-quantized index below 16,384 lists).
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ import faiss
 import numpy as np
 
 from indexer.config import MAX_K  # the deepest one search goes; the setting is below it
+from indexer.index.coarse import search_assigned_exactly
 from indexer.index.factory import prefer_low_latency, search_parameters
 from indexer.index.versions import LoadedIndex
 
@@ -126,6 +131,10 @@ class ShardedSearcher:
             # libgomp keeps the thread count per calling thread (a request thread, a shard
             # thread), so it is set where the search runs, each time.
             faiss.omp_set_num_threads(omp_threads)
+            if nprobe is not None:  # a graph over the centroids: assign queries exactly?
+                found = search_assigned_exactly(shards[i], queries, k, params[i], nprobe)
+                if found is not None:
+                    return found
             # faiss.contrib.torch_utils (imported by pytorch-metric-learning) replaces
             # Index.search with a wrapper that takes no `params`; it keeps the original
             # as `search_numpy`.

@@ -23,9 +23,9 @@ import numpy as np
 
 from indexer.config import Settings
 from indexer.fsutil import fsync_dir
-from indexer.index.builder import build_shards, check_pairs, plan_shards
+from indexer.index.builder import add_rows, build_shards, check_pairs, plan_shards
 from indexer.index.errors import IndexBuildError, IndexDiskFullError, IndexLoadError
-from indexer.index.factory import INDEX_DIM, NPROBE_RULE, resolve_spec
+from indexer.index.factory import HNSW_QUANTIZER_NLIST, INDEX_DIM, NPROBE_RULE, resolve_spec
 from indexer.index.manifest import Manifest, ShardEntry, utc_now_iso, write_manifest
 from indexer.index.shards import check_ids, read_shard, split_by_shard, write_shard
 from indexer.index.versions import IndexVersions
@@ -42,6 +42,7 @@ class BuildOptions:
     flat_threshold: int = 50_000
     pq_threshold: int = 2_000_000
     index_dim: int = INDEX_DIM
+    hnsw_nlist: int = HNSW_QUANTIZER_NLIST
 
     @classmethod
     def from_settings(cls, settings: Settings) -> BuildOptions:
@@ -51,6 +52,7 @@ class BuildOptions:
             flat_threshold=settings.flat_threshold,
             pq_threshold=settings.pq_threshold,
             index_dim=settings.index_dim,
+            hnsw_nlist=settings.hnsw_nlist,
         )
 
 
@@ -72,6 +74,7 @@ class IndexWriter:
         flat_threshold: int | None = None,
         pq_threshold: int | None = None,
         index_dim: int | None = None,
+        hnsw_nlist: int | None = None,
         activate: bool = False,
         seed: int = 0,
     ) -> str:
@@ -81,7 +84,9 @@ class IndexWriter:
         left out come from :attr:`defaults`. The version is not made current unless
         ``activate`` is true.
         """
-        options = self._options(n_shards, factory, flat_threshold, pq_threshold, index_dim)
+        options = self._options(
+            n_shards, factory, flat_threshold, pq_threshold, index_dim, hnsw_nlist
+        )
         if not model_version:
             raise ValueError("model_version must be a non-empty string")
         if options.n_shards < 1:
@@ -99,6 +104,7 @@ class IndexWriter:
             flat_threshold=options.flat_threshold,
             pq_threshold=options.pq_threshold,
             index_dim=options.index_dim,
+            hnsw_nlist=options.hnsw_nlist,
         )
         log.info(
             "building %s: %d vectors, dim %d, %d shards (smallest %d)",
@@ -177,7 +183,7 @@ class IndexWriter:
     # -- internals -------------------------------------------------------------
 
     def _options(
-        self, n_shards, factory, flat_threshold, pq_threshold, index_dim
+        self, n_shards, factory, flat_threshold, pq_threshold, index_dim, hnsw_nlist
     ) -> BuildOptions:
         given = {
             "n_shards": n_shards,
@@ -185,6 +191,7 @@ class IndexWriter:
             "flat_threshold": flat_threshold,
             "pq_threshold": pq_threshold,
             "index_dim": index_dim,
+            "hnsw_nlist": hnsw_nlist,
         }
         return dataclasses.replace(
             self.defaults, **{name: value for name, value in given.items() if value is not None}
@@ -264,8 +271,8 @@ class IndexWriter:
                 continue
             index = read_shard(parent_dir / entry.file, entry, version=parent, dim=old.dim)
             removed = index.remove_ids(np.ascontiguousarray(ids[rows]))
-            if vectors is not None:
-                index.add_with_ids(vectors[rows], ids[rows])
+            if vectors is not None:  # in chunks; one shard takes every row without a copy
+                add_rows(index, ids, vectors, None if len(rows) == len(ids) else rows)
             elif removed == 0:
                 entries.append(_reuse(parent_dir / entry.file, directory / entry.file, entry))
                 continue
@@ -307,7 +314,8 @@ def _raise_if_disk_full(error: BaseException, versions: IndexVersions, version: 
 
 
 def _last_wins(ids: np.ndarray, vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Drop all but the last occurrence of each id (no-op when ids are unique)."""
+    """Drop all but the last occurrence of each id (no-op when ids are unique: the
+    vectors, perhaps a memory-mapped file, are copied only when there are repeats)."""
     _, first_in_reversed = np.unique(ids[::-1], return_index=True)
     if len(first_in_reversed) == len(ids):
         return ids, vectors

@@ -39,6 +39,16 @@ def test_auto_picks_flat_then_ivf_half_floats_then_ivf_pq_by_shard_size():
     assert large.train_size >= 256 * 256  # enough points for 8-bit PQ codebooks
 
 
+def test_auto_assigns_lists_with_an_hnsw_graph_from_hnsw_nlist_up():
+    at_10m = resolve_spec("auto", 10_000_000, 1280, **THRESHOLDS)
+    assert at_10m.factory == "PCA256,L2norm,IVF16384_HNSW32,PQ64"
+    assert (at_10m.index_type, at_10m.nlist) == ("ivf_pq", 16_384)
+    assert "HNSW" not in resolve_spec("auto", 1_000_000, 1280, **THRESHOLDS).factory
+    low = resolve_spec("auto", 1_000_000, 1280, hnsw_nlist=4_096, **THRESHOLDS)
+    assert low.factory == "PCA256,L2norm,IVF4096_HNSW32,SQfp16"
+    assert low.index_type == "ivf_sq"
+
+
 def test_auto_projects_only_vectors_wider_than_index_dim_with_enough_points_to_fit():
     assert resolve_spec("auto", 1_000_000, 256, **THRESHOLDS).factory == "IVF4096,SQfp16"
     assert resolve_spec("auto", 1_000_000, 1280, index_dim=512, **THRESHOLDS).factory == (
@@ -89,6 +99,8 @@ def test_default_nprobe_grows_with_nlist_and_stays_in_range():
         ("IVF64,PQ8x4fs", "IVF64,PQ8x4fs", "ivf_pq", 64),
         ("PCA16,Flat", "IDMap2,PCA16,Flat", "flat", 0),
         ("IVF64,RaBitQ", "IVF64,RaBitQ", "ivf", 64),
+        ("IVF64_HNSW32,PQ16", "IVF64_HNSW32,PQ16", "ivf_pq", 64),
+        ("PCA16,L2norm,IVF64_HNSW32,SQfp16", "PCA16,L2norm,IVF64_HNSW32,SQfp16", "ivf_sq", 64),
     ],
 )
 def test_explicit_factory_strings_are_validated_and_normalised(factory, expected, kind, nlist):

@@ -139,21 +139,34 @@ def exact_topk_rows(base, ids, queries, k):
     return np.take_along_axis(scores, order, axis=1), ids[order]
 
 
+# 'auto' options that make each kind it can pick from 10,000 vectors a shard; the
+# graph variants put an HNSW graph over the centroids (IVF256_HNSW32).
+AUTO_PICKS = {
+    "flat": {},
+    "ivf_sq": {"flat_threshold": 1_000},
+    "ivf_pq": {"flat_threshold": 1_000, "pq_threshold": 5_000},
+    "ivf_sq_hnsw": {"flat_threshold": 1_000, "hnsw_nlist": 64},
+    "ivf_pq_hnsw": {"flat_threshold": 1_000, "pq_threshold": 5_000, "hnsw_nlist": 64},
+}
+
+
 @pytest.mark.parametrize(("kind", "members"), [
     ("ivf_sq", 1), ("ivf_sq", 200), ("ivf_sq", 12_000), ("flat", 1), ("ivf_pq", 30),
+    ("ivf_pq_hnsw", 1), ("ivf_pq_hnsw", 30), ("ivf_sq_hnsw", 1), ("ivf_sq_hnsw", 200),
 ])
 def test_a_search_within_a_set_of_ids_finds_exactly_its_members(store, synth, kind, members):
     """A filter restricts faiss itself: one member in 20,000, far from the query, is
     found (an unrestricted IVF search at its default nprobe never probes its list);
-    a small set is searched exactly; a large one probes lists by the set's share."""
+    a small set is searched exactly, also where an HNSW graph (approximate even when
+    asked for every list) picks the lists; a large one probes lists by the set's share."""
     n = 20_000
-    ids, points = synth.random_ids(n), synth.clustered(n + 20, 8 if kind == "ivf_pq" else 32)
+    pq = kind.startswith("ivf_pq")
+    ids, points = synth.random_ids(n), synth.clustered(n + 20, 8 if pq else 32)
     vectors, queries = points[:n], points[n:]
-    thresholds = {"flat": {}, "ivf_sq": {"flat_threshold": 1_000},
-                  "ivf_pq": {"flat_threshold": 1_000, "pq_threshold": 5_000}}[kind]
     loaded = store.load(store.build(ids, vectors, model_version="m1", n_shards=2,
-                                    **thresholds))
-    assert loaded.manifest.index_type == kind
+                                    **AUTO_PICKS[kind]))
+    assert loaded.manifest.index_type == kind.removesuffix("_hnsw")
+    assert ("_HNSW32," in loaded.manifest.factory) == kind.endswith("_hnsw")
     rng = np.random.default_rng(3)
     if members == 1:  # the vector least like the first query
         within = ids[[int(np.argmin(vectors @ queries[0]))]]
@@ -167,7 +180,7 @@ def test_a_search_within_a_set_of_ids_finds_exactly_its_members(store, synth, ki
     if members == 1:
         assert (found[:, 0] == within[0]).all() and (found[:, 1:] == -1).all()
         assert within[0] not in plain[0]
-    elif kind == "ivf_pq":  # every member is scored, on its codes: the set is complete
+    elif pq:  # every member is scored, on its codes: the set is complete
         assert synth.recall_at_k(found, truth) >= 0.6
     elif members <= 10_000:  # every list probed, every member scored on half floats
         assert synth.recall_at_k(found, truth) >= 0.98  # only near-ties may swap

@@ -186,6 +186,8 @@ def test_activate_without_switches_to_the_build_minus_what_is_gone_asked_under_t
     ("flat", {}),
     ("ivf_sq", {"flat_threshold": 1_000}),
     ("ivf_pq", {"flat_threshold": 1_000, "pq_threshold": 2_000}),
+    ("ivf_sq", {"flat_threshold": 1_000, "hnsw_nlist": 64}),  # an HNSW graph assigns lists
+    ("ivf_pq", {"flat_threshold": 1_000, "pq_threshold": 2_000, "hnsw_nlist": 64}),
 ])
 def test_every_type_auto_picks_adds_replaces_and_removes_in_place(store, synth, kind, options):
     """Each kind 'auto' can choose, projected to ``index_dim`` where it is an IVF index,
@@ -198,6 +200,7 @@ def test_every_type_auto_picks_adds_replaces_and_removes_in_place(store, synth, 
     manifest = store.manifest(store.require_current())
     assert manifest.index_type == kind and manifest.dim == dim
     assert "PCA16,L2norm," in manifest.factory  # every kind holds the compact vectors
+    assert ("_HNSW32," in manifest.factory) == ("hnsw_nlist" in options)
 
     store.add(ids[n:], vectors[n:])  # 20 new items
     store.add(ids[:1], vectors[n + 19 : n + 20])  # item 0's photo changed
