@@ -37,7 +37,7 @@ import faiss
 import numpy as np
 
 from indexer.config import MAX_K  # the deepest one search goes; the setting is below it
-from indexer.index.coarse import search_assigned_exactly
+from indexer.index.coarse import graph_quantizer, search_assigned_exactly
 from indexer.index.factory import prefer_low_latency, search_parameters
 from indexer.index.versions import LoadedIndex
 
@@ -51,6 +51,8 @@ EXACT_WITHIN = 10_000
 # BLAS call spreads one row over them: measured on 2 busy cores, 10x the CPU of one
 # thread (0.49 against 0.05 ms per query; the PCA alone 3.1 against 0.04 ms).
 SERIAL_QUERIES = 4
+_SHARED_PARAMETERS = 1024  # (shard, nprobe) pairs whose search parameters are kept
+_UNSET = object()
 
 
 class ShardedSearcher:
@@ -77,6 +79,8 @@ class ShardedSearcher:
         self.threads = max(1, min(threads or min(n_shards, cores), n_shards))
         self.omp_threads = omp_threads or max(1, cores // self.threads)
         self.low_latency = low_latency and self.omp_threads > 1
+        self._graphs = [graph_quantizer(shard) is not None for shard in index.shards]
+        self._shared_parameters: dict[tuple[int, int | None], object] = {}
         if self.low_latency:
             for shard in index.shards:
                 prefer_low_latency(shard)
@@ -122,7 +126,7 @@ class ShardedSearcher:
                         np.full((len(queries), k), -1, dtype=np.int64))
             selector = faiss.IDSelectorBatch(len(within), faiss.swig_ptr(within))
             nprobe = self._nprobe_within(nprobe, len(within))
-        params = [search_parameters(shard, nprobe, selector) for shard in shards]
+        params = [self._parameters(i, nprobe, selector) for i in range(len(shards))]
 
         omp_threads = (self.omp_threads
                        if self.low_latency or len(queries) > SERIAL_QUERIES else 1)
@@ -131,7 +135,7 @@ class ShardedSearcher:
             # libgomp keeps the thread count per calling thread (a request thread, a shard
             # thread), so it is set where the search runs, each time.
             faiss.omp_set_num_threads(omp_threads)
-            if nprobe is not None:  # a graph over the centroids: assign queries exactly?
+            if nprobe is not None and self._graphs[i]:  # assign queries exactly?
                 found = search_assigned_exactly(shards[i], queries, k, params[i], nprobe)
                 if found is not None:
                     return found
@@ -153,6 +157,20 @@ class ShardedSearcher:
         del selector, within  # the parameters point into both until the searches return
         scores = np.where(ids < 0, -np.inf, scores).astype(np.float32, copy=False)
         return scores, ids
+
+    def _parameters(self, shard: int, nprobe: int | None,
+                    selector: faiss.IDSelector | None) -> faiss.SearchParameters | None:
+        """The search parameters of one shard; those without a selector are made once per
+        ``nprobe`` and shared (faiss only reads them), not per query."""
+        if selector is not None:
+            return search_parameters(self.index.shards[shard], nprobe, selector)
+        key = (shard, nprobe)
+        params = self._shared_parameters.get(key, _UNSET)
+        if params is _UNSET:
+            params = search_parameters(self.index.shards[shard], nprobe)
+            if len(self._shared_parameters) < _SHARED_PARAMETERS:
+                self._shared_parameters[key] = params
+        return params
 
     def _nprobe_within(self, nprobe: int | None, members: int) -> int | None:
         """Lists to probe for a search restricted to ``members`` ids (module doc)."""
